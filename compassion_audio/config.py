@@ -93,7 +93,8 @@ class MixSettings:
 class ExportSettings:
     """How the file is written."""
 
-    format: str = "mp3"
+    format: str | None = None
+    """mp3, ogg, opus, flac, wav or m4a (None: from the output suffix, else mp3)."""
     bitrate: str = "160k"
     tags: dict[str, str] = field(default_factory=dict)
     cover: Path | None = None

@@ -1,0 +1,214 @@
+"""The one library call that turns an exercise into a finished track: render_track()."""
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from . import templates
+from .assemble import plan_timeline
+from .cache import ClipCache, default_cache_dir
+from .config import BreathingSettings, ExportSettings, MixSettings, VoiceSettings
+from .engines.base import SpeechEngine
+from .export import atomic_output, check_writable, encode, format_for
+from .mix import Mastering, TrackMixer, mastered_blocks, plan_mastering
+from .segments import Script
+from .speech import synthesize_clips
+from .timeline import Timeline
+
+Progress = Callable[[str, int, int], None]
+"""progress(stage, done, total): stages are 'speech', 'measure', 'encode'."""
+
+OUTPUT_DIR = Path("output")
+
+
+@dataclass(frozen=True)
+class TrackRequest:
+    """Everything that decides one track."""
+
+    exercise: str
+    """Built-in name, user exercise name, or a template path."""
+    values: Mapping[str, object] = field(default_factory=dict)
+    length: str | None = None
+    group: bool = False
+    voice: VoiceSettings = field(default_factory=VoiceSettings)
+    lexicon: Mapping[str, str] = field(default_factory=dict)
+    breathing: BreathingSettings = field(default_factory=BreathingSettings)
+    mix: MixSettings = field(default_factory=MixSettings)
+    export: ExportSettings = field(default_factory=ExportSettings)
+    output: Path | None = None
+    force: bool = False
+    use_cache: bool = True
+    cache_dir: Path | None = None
+    exercise_dirs: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    path: Path
+    timeline: Timeline
+    mastering: Mastering
+    phrases: int
+    synthesised: int
+    """Phrases the engine had to speak (the rest came from the cache)."""
+    sidecars: tuple[Path, ...] = ()
+
+
+class _CountingEngine:
+    """Wraps an engine to count real syntheses (cache misses)."""
+
+    def __init__(self, engine: SpeechEngine) -> None:
+        self._engine = engine
+        self.name = engine.name
+        self.calls = 0
+
+    def identity(self) -> dict:
+        return self._engine.identity()
+
+    def synthesize(self, text: str):
+        self.calls += 1
+        return self._engine.synthesize(text)
+
+    def voices(self):
+        return self._engine.voices()
+
+    def close(self) -> None:
+        self._engine.close()
+
+
+def prepare_script(request: TrackRequest) -> tuple[templates.Exercise, Script]:
+    exercise = templates.find_exercise(request.exercise, request.exercise_dirs)
+    script = templates.render_script(exercise, request.values, length=request.length,
+                                     group=request.group)
+    return exercise, script
+
+
+def default_output(exercise: templates.Exercise, script: Script, fmt: str,
+                   folder: Path = OUTPUT_DIR) -> Path:
+    """``output/<exercise>-<length>[-group].<fmt>``: no client details in the name."""
+    parts = [exercise.name, str(script.meta.get("length") or "standard")]
+    if script.meta.get("group"):
+        parts.append("group")
+    return folder / (("-".join(parts)) + f".{fmt}")
+
+
+def default_tags(script: Script, voice_name: str) -> dict[str, str]:
+    return {
+        "title": script.title,
+        "artist": voice_name,
+        "album": "Compassion practice",
+        "genre": "Meditation",
+        "date": str(datetime.date.today().year),
+        "comment": str(script.meta.get("summary", "")),
+    }
+
+
+def make_engine(voice: VoiceSettings) -> SpeechEngine:
+    from .engines.pyttsx3_engine import Pyttsx3Engine
+
+    return Pyttsx3Engine(voice)
+
+
+def render_track(request: TrackRequest, *, engine: SpeechEngine | None = None,
+                 progress: Progress | None = None) -> TrackResult:
+    """Render, synthesise, assemble, master and write one track; sidecars after the audio."""
+    exercise, script = prepare_script(request)
+    fmt = format_for(request.output, request.export.format)
+    path = request.output or default_output(exercise, script, fmt)
+    check_writable(path, request.force)
+    export = replace(request.export, format=fmt)
+
+    own_engine = engine is None
+    counting = _CountingEngine(engine or make_engine(request.voice))
+    with contextlib.ExitStack() as stack:
+        if own_engine:
+            stack.callback(counting.close)
+        if request.use_cache:
+            cache = ClipCache(request.cache_dir or default_cache_dir())
+        else:
+            cache = stack.enter_context(ClipCache.temporary())
+        sentences = [s.text for s in script.speech]
+        clips = synthesize_clips(
+            sentences, counting, cache, sample_rate=request.mix.sample_rate,
+            lexicon=request.lexicon or None,
+            progress=(lambda d, t: progress("speech", d, t)) if progress else None)
+        timeline, mixer = _assemble(script, clips, request)
+        mastering = plan_mastering(mixer)
+        tags = {**default_tags(script, counting.name), **export.tags}
+        _write_audio(mixer, mastering, path, export, tags, timeline, progress)
+        sidecars = _write_sidecars(timeline, path, export)
+    return TrackResult(path=path, timeline=timeline, mastering=mastering,
+                       phrases=len(set(sentences)), synthesised=counting.calls,
+                       sidecars=tuple(sidecars))
+
+
+def _assemble(script: Script, clips, request: TrackRequest) -> tuple[Timeline, TrackMixer]:
+    from . import bells
+
+    mix = request.mix
+    sr = mix.sample_rate
+    bell = None
+    ring = 0
+    if mix.bells or any(s.__class__.__name__ == "Bell" for s in script.segments):
+        bell = bells.load_bell(mix.bell_file, sr) if mix.bell_file else bells.singing_bowl(sr)
+        ring = bells.ring_frames(bell, sr)
+    timeline = plan_timeline(script, clips, voice=request.voice, breathing=request.breathing,
+                             mix=mix, bell_frames=0 if bell is None else bell.shape[0],
+                             bell_ring_frames=ring)
+    bed = None
+    if mix.background:
+        from .beds import BED_NAMES, Bed
+
+        if mix.background in BED_NAMES:
+            bed = Bed.generated(mix.background, sr, mix.channels)
+        else:
+            bed = Bed.from_file(Path(mix.background), sr, mix.channels)
+    mixer = TrackMixer(timeline, mix=mix, breathing=request.breathing, bell=bell, bed=bed)
+    return timeline, mixer
+
+
+def _write_audio(mixer: TrackMixer, mastering: Mastering, path: Path, export: ExportSettings,
+                 tags: Mapping[str, str], timeline: Timeline, progress: Progress | None) -> None:
+    from . import tags as tagging
+
+    sr = timeline.sample_rate
+    blocks = mastered_blocks(mixer, mastering)
+    if progress:
+        blocks = _reporting(blocks, timeline.frames, progress)
+    with atomic_output(path) as tmp, contextlib.ExitStack() as stack:
+        meta = None
+        if export.format == "m4a":
+            meta = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "meta.txt"
+            meta.write_text(tagging.ffmetadata(tags, timeline.chapters, sr), encoding="utf-8")
+        encode(blocks, tmp, sample_rate=sr, channels=mixer.channels, settings=export,
+               extra_input=meta)
+        tagging.write_tags(tmp, export.format, tags, chapters=timeline.chapters, sample_rate=sr,
+                           cover=export.cover, duration_frames=timeline.frames)
+
+
+def _reporting(blocks, total: int, progress: Progress):
+    done = 0
+    for block in blocks:
+        done += block.shape[0]
+        progress("encode", min(done, total), total)
+        yield block
+
+
+def _write_sidecars(timeline: Timeline, path: Path, export: ExportSettings) -> list[Path]:
+    written: list[Path] = []
+    if export.captions:
+        from .captions import write_captions
+
+        written += write_captions(timeline, path)
+    if export.timeline_json:
+        target = path.with_suffix(".timeline.json")
+        with atomic_output(target) as tmp:
+            tmp.write_text(json.dumps(timeline.to_json(), indent=2, ensure_ascii=False) + "\n",
+                           encoding="utf-8")
+        written.append(target)
+    return written
