@@ -1,0 +1,163 @@
+"""Benchmark compassion-audio renders; prints ratios. Not a test: run ./scripts/bench.
+
+Measures, in one run: a cold and a warm (cache-hit) render of a ~30-minute script
+to MP3 (wall time, peak RSS of the whole process tree); the irreducible work
+(synthesising the same phrases with the engine alone + encoding the final PCM
+with ffmpeg); a naive render (pyttsx3 per sentence, pydub ``+=``, one export);
+and a 60-minute render to show how time and memory grow.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORDS = ("gently soft breath warm kind slow steady calm safe welcome notice rest ease settle "
+         "ground quiet open friendly patient light wise strong caring present moment body "
+         "shoulders hands feet chair floor air room sound colour place voice heart face").split()
+
+
+def make_script(minutes: float, seed: int = 1) -> str:
+    """A script of distinct sentences (~14 words) and pauses, about ``minutes`` long at 130 wpm."""
+    rng = random.Random(seed)
+    lines, total, i = [], 0.0, 0
+    while total < minutes * 60:
+        words = [rng.choice(WORDS) for _ in range(13)]
+        lines.append(f"Step {i}: you might let your {' '.join(words)}.")
+        pause = rng.choice([3, 5, 8, 12, 20])
+        lines.append(f"[pause {pause}s]")
+        total += 14 * 60 / 130 + 0.6 + pause
+        i += 1
+    return "\n".join(lines) + "\n"
+
+
+CHILD = textwrap.dedent("""
+    import json, resource, sys, time
+    from pathlib import Path
+    from compassion_audio.render import TrackRequest, render_track
+    t = time.perf_counter()
+    r = render_track(TrackRequest(exercise=sys.argv[1], output=Path(sys.argv[2]), force=True,
+                                  cache_dir=Path(sys.argv[3])))
+    wall = time.perf_counter() - t
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    print(json.dumps({"wall": wall, "rss_mb": max(own, kids) / 1024, "own_rss_mb": own / 1024,
+                      "seconds": r.timeline.seconds, "phrases": r.phrases, "spoken": r.synthesised}))
+""")
+
+
+def run_render(script: Path, out: Path, cache: Path) -> dict:
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(script), str(out), str(cache)],
+                          capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def irreducible(script_text: str, mp3: Path, work: Path) -> dict:
+    """Engine-only synthesis of the same phrases + ffmpeg encoding of the final PCM."""
+    from compassion_audio import markers
+    from compassion_audio.config import VoiceSettings
+    from compassion_audio.engines.pyttsx3_engine import Pyttsx3Engine
+    from compassion_audio.tools import ffmpeg_exe
+
+    sentences = [s.text for s in markers.parse(script_text, source="bench").__iter__()
+                 if s.__class__.__name__ == "Speech"]
+    with Pyttsx3Engine(VoiceSettings()) as engine:
+        engine.synthesize("Warm up.")
+        t = time.perf_counter()
+        for s in sentences:
+            engine.synthesize(s)
+        synth = time.perf_counter() - t
+    raw = work / "final.f32"
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(mp3), "-f", "f32le", "-ac", "1",
+                    "-ar", "44100", str(raw)], check=True)
+    t = time.perf_counter()
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "f32le", "-ar", "44100", "-ac", "1",
+                    "-i", str(raw), "-c:a", "libmp3lame", "-b:a", "160k", str(work / "enc.mp3")],
+                   check=True)
+    encode = time.perf_counter() - t
+    return {"synth": synth, "encode": encode, "total": synth + encode, "sentences": len(sentences)}
+
+
+NAIVE = textwrap.dedent("""
+    import json, os, resource, sys, time, warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from pydub import AudioSegment
+    from compassion_audio import markers, tools
+    from compassion_audio.segments import Pause, Speech
+    tools.prepare_espeak(); tools.pydub()
+    import pyttsx3
+    text = open(sys.argv[1]).read()
+    t = time.perf_counter()
+    engine = pyttsx3.init()
+    engine.setProperty("rate", 130)
+    track = AudioSegment.silent(duration=1000, frame_rate=44100)
+    tmp = sys.argv[2] + ".wav"
+    for seg in markers.parse(text, source="naive"):
+        if isinstance(seg, Speech):
+            engine.save_to_file(seg.text, tmp)
+            engine.runAndWait()
+            for _ in range(500):
+                if os.path.getsize(tmp) > 44:
+                    break
+                time.sleep(0.01)
+            track += AudioSegment.from_wav(tmp).set_frame_rate(44100)
+        elif isinstance(seg, Pause):
+            track += AudioSegment.silent(duration=seg.seconds * 1000, frame_rate=44100)
+    track.export(sys.argv[2], format="mp3", bitrate="160k")
+    wall = time.perf_counter() - t
+    print(json.dumps({"wall": wall, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+""")
+
+
+def naive(script: Path, out: Path) -> dict:
+    proc = subprocess.run([sys.executable, "-c", NAIVE, str(script), str(out)],
+                          capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--long-minutes", type=float, default=60.0)
+    parser.add_argument("--skip-naive", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        text = make_script(args.minutes)
+        script = work / "bench.txt"
+        script.write_text(text)
+        cache = work / "cache"
+        cold = run_render(script, work / "cold.mp3", cache)
+        warm = run_render(script, work / "warm.mp3", cache)
+        floor = irreducible(text, work / "cold.mp3", work)
+        base = None if args.skip_naive else naive(script, work / "naive.mp3")
+        long_script = work / "long.txt"
+        long_script.write_text(make_script(args.long_minutes, seed=2))
+        long = run_render(long_script, work / "long.mp3", work / "cache-long")
+
+    mins = cold["seconds"] / 60
+    print(f"track: {mins:.1f} min, {cold['phrases']} phrases")
+    print(f"cold render      {cold['wall']:7.2f} s   peak RSS {cold['rss_mb']:6.0f} MB (python {cold['own_rss_mb']:.0f} MB)")
+    print(f"warm render      {warm['wall']:7.2f} s   peak RSS {warm['rss_mb']:6.0f} MB   spoken {warm['spoken']}")
+    print(f"irreducible      {floor['total']:7.2f} s   (synthesis {floor['synth']:.2f} s + encode {floor['encode']:.2f} s)")
+    print(f"overhead         {100 * (cold['wall'] / floor['total'] - 1):6.1f} %   (cold / irreducible - 1; target <= 20 %)")
+    if base:
+        print(f"naive baseline   {base['wall']:7.2f} s   peak RSS {base['rss_mb']:6.0f} MB")
+        print(f"speed-up cold    {base['wall'] / cold['wall']:6.2f} x   warm {base['wall'] / warm['wall']:.2f} x  (target >1x cold, >=2x warm)")
+    lm = long["seconds"] / 60
+    print(f"{lm:.0f}-min render   {long['wall']:7.2f} s   peak RSS {long['rss_mb']:6.0f} MB (python {long['own_rss_mb']:.0f} MB)")
+    print(f"time per track minute: {cold['wall'] / mins:.3f} s ({mins:.0f} min) vs {long['wall'] / lm:.3f} s ({lm:.0f} min)")
+
+
+if __name__ == "__main__":
+    main()
