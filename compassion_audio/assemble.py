@@ -60,7 +60,8 @@ def plan_timeline(script: Script, clips: Mapping[str, Clip], *, voice: VoiceSett
                 gap = paragraph_gap if seg.paragraph_start else sentence_gap
             start = cursor + gap
             end = start + clip.audible_frames
-            events.append(Event("speech", start, end, text=seg.text, clip=clip, line=seg.line))
+            events.append(Event("speech", start, end, text=seg.text, clip=clip, line=seg.line,
+                                paragraph_start=seg.paragraph_start))
             cursor = end
             last_sound_end = max(last_sound_end, start - clip.lead_frames + clip.frames)
             pending_gap = None

@@ -41,6 +41,8 @@ class Event:
     breaths_per_min: float | None = None
     ratio: tuple[float, float] | None = None
     line: int = 0
+    paragraph_start: bool = False
+    """Speech only: the sentence opens a paragraph (transcripts start a new paragraph)."""
 
     @property
     def clip_start(self) -> int:
