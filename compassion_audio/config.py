@@ -1,6 +1,7 @@
 """Settings as frozen dataclasses: one object per concern, passed whole, loadable from TOML."""
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -111,6 +112,9 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ProfileError("file not found", source=str(path)) from exc
     except tomllib.TOMLDecodeError as exc:
         line = getattr(exc, "lineno", None)
+        found = re.search(r"\(at line (\d+)", str(exc))
+        if line is None and found:
+            line = int(found.group(1))
         msg = str(exc).split(" (at line")[0]
         raise ProfileError(f"not valid TOML: {msg}", source=str(path), line=line,
                            hint="check quotes and = signs") from exc

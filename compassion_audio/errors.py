@@ -68,3 +68,7 @@ class AudioError(CompassionAudioError):
 
 class OutputError(CompassionAudioError):
     """The output cannot be written: exists without --force, or the folder is not writable."""
+
+
+class ProgrammeError(SourceError):
+    """A programme (course) file that names a missing exercise or length, or cannot be read."""

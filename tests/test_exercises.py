@@ -1,0 +1,134 @@
+"""The built-in exercise library: golden renderings, reading quality, safety lines and lengths."""
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from compassion_audio.lint import check_exercise, reading_problems, sample_profile, template_values
+from compassion_audio.profile import apply_overrides, empty_profile
+from compassion_audio.segments import Breathe, Pause
+from compassion_audio.templates import find_exercise, render_script, render_text
+
+GOLDEN = Path(__file__).parent / "golden"
+MINE = ("compassionate-place", "compassionate-colour", "compassionate-other", "self-critic-refocus",
+        "criticism-kindness-contrast", "compassion-flows", "compassionate-letter", "three-systems",
+        "daily-compassionate-act", "breathing-pacer")
+LENGTHS = ("short", "standard", "long")
+PROFILES = {"empty": empty_profile, "full": sample_profile}
+
+# Standard-length targets from the practice guide, in minutes, estimated at 130 words per
+# minute plus pauses (sentence gaps not counted); a tolerance of 0.5 min either side.
+STANDARD_MINUTES = {
+    "compassionate-place": (8, 15), "compassionate-colour": (6, 10), "compassionate-other": (10, 15),
+    "self-critic-refocus": (10, 15), "criticism-kindness-contrast": (5, 8), "compassion-flows": (8, 12),
+    "compassionate-letter": (5, 8), "three-systems": (4, 6), "daily-compassionate-act": (1, 3),
+    "breathing-pacer": (5, 6),
+}
+TOLERANCE_MINUTES = 0.5
+
+
+def render(name, length, variant, kind, profile=None):
+    exercise = find_exercise(name)
+    profile = profile or PROFILES[kind]()
+    return render_text(exercise, template_values(exercise, profile), length=length,
+                       group=variant == "group")
+
+
+CASES = [(n, l, v, k) for n in MINE for l in LENGTHS for v in ("solo", "group") for k in PROFILES]
+
+
+@pytest.mark.parametrize("name, length, variant, kind", CASES)
+def test_golden_and_reading_quality(name, length, variant, kind):
+    text = render(name, length, variant, kind)
+    golden = GOLDEN / f"{name}-{length}-{variant}-{kind}.txt"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.parent.mkdir(exist_ok=True)
+        golden.write_text(text, encoding="utf-8")
+    assert text == golden.read_text(encoding="utf-8")
+    name_value = PROFILES[kind]().values.get("name")
+    assert reading_problems(text, group=variant == "group", name=name_value) == []
+    assert "[bell]" not in text
+    if variant == "group":
+        assert "Robin" not in text and re.search(r"Nobody has to|nothing you need to do", text)
+
+
+@pytest.mark.parametrize("name", MINE)
+def test_lint_is_clean_and_lengths_fit_the_guide(name):
+    report = check_exercise(find_exercise(name))
+    assert report.problems == []
+    low, high = STANDARD_MINUTES[name]
+    for (length, _variant, _kind), seconds in report.durations.items():
+        minutes = seconds / 60
+        if length == "standard":
+            assert low - TOLERANCE_MINUTES <= minutes <= high + TOLERANCE_MINUTES, (length, minutes)
+    by_length = {l: max(s for k, s in report.durations.items() if k[0] == l) for l in LENGTHS}
+    assert by_length["short"] < by_length["standard"] < by_length["long"]
+
+
+@pytest.mark.parametrize("name", MINE)
+def test_partial_profiles_read_well(name):
+    """Any subset of the client's details must still read naturally."""
+    exercise = find_exercise(name)
+    full = sample_profile()
+    keys = [k for k in full.values if k in exercise.params]
+    rng = random.Random(name)
+    for _ in range(12):
+        chosen = {k: full.values[k] for k in keys if rng.random() < 0.5}
+        for length in LENGTHS:
+            text = render_text(exercise, chosen, length=length)
+            assert reading_problems(text, group=False, name=chosen.get("name")) == [], (chosen, length)
+
+
+@pytest.mark.parametrize("pronouns, expected", [
+    ("they/them", ["They are wise, and understand", "They want you", "thank your figure, knowing you can bring them"]),
+    ("he/him", ["He is wise, and understands", "He wants you", "bring him to mind"]),
+    ("she/her", ["She is wise, and understands", "She wants you", "bring her to mind", "her own kind way"]),
+    ("it/its", ["It is wise, and understands", "It wants you", "its own kind way"]),
+])
+def test_figure_pronouns_conjugate(pronouns, expected):
+    profile = apply_overrides(empty_profile(), {"figure.pronouns": pronouns})
+    text = render("compassionate-other", "long", "solo", "empty", profile)
+    for phrase in expected:
+        assert phrase in text.replace("\n", " ")
+
+
+def test_personal_details_appear_in_solo_tracks():
+    text = render("compassionate-place", "long", "solo", "full")
+    for phrase in ("Welcome, Robin.", "a quiet beach at dusk", "soft light on the water",
+                   "small waves on the sand", "warm sand under your feet", "salt in the air", "shore"):
+        assert phrase in text
+    assert "Dear Robin." in render("compassionate-letter", "standard", "solo", "full")
+    assert "Jo and a colleague at work, who have come to you" in render(
+        "self-critic-refocus", "standard", "solo", "full")
+
+
+@pytest.mark.parametrize("length, minutes, rate, seconds, breaths_per_min", [
+    ("short", None, None, 120, None), ("standard", None, None, 300, None), ("long", None, None, 600, None),
+    ("short", 7.5, 5.5, 450, 5.5), ("long", 1, None, 60, None),
+])
+def test_breathing_pacer_minutes_follow_length(length, minutes, rate, seconds, breaths_per_min):
+    values = {k: v for k, v in (("minutes", minutes), ("rate", rate)) if v is not None}
+    script = render_script(find_exercise("breathing-pacer"), values, length=length)
+    breathes = [s for s in script.segments if isinstance(s, Breathe)]
+    assert len(breathes) == 1
+    assert breathes[0].seconds == seconds and breathes[0].breaths_per_min == breaths_per_min
+
+
+@pytest.mark.parametrize("length", ["standard", "long"])
+def test_letter_has_long_writing_pauses_and_says_to_pause_the_audio(length):
+    script = render_script(find_exercise("compassionate-letter"), length=length)
+    long_pauses = [s.seconds for s in script.segments if isinstance(s, Pause) and s.seconds >= 60]
+    assert len(long_pauses) >= 3
+    spoken = " ".join(s.text for s in script.speech)
+    assert "pause the audio" in spoken and "not your fault" in spoken
+
+
+def test_three_systems_talk_covers_the_key_messages():
+    spoken = render("three-systems", "short", "solo", "empty").replace("\n", " ")
+    for phrase in ("threat system", "drive system", "soothing system", "not our fault",
+                   "train the soothing system", "courage"):
+        assert phrase in spoken
