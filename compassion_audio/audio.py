@@ -106,9 +106,14 @@ def peak_db(samples: np.ndarray) -> float:
     return gain_to_db(float(np.max(np.abs(samples)))) if samples.size else -math.inf
 
 
-def decode_file(path: str | Path, sample_rate: int = DEFAULT_RATE, channels: int = 1) -> Audio:
-    """Decode any file ffmpeg reads, by content (not by name), to float32 at ``sample_rate``."""
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), "-f", "f32le",
+def decode_file(path: str | Path, sample_rate: int = DEFAULT_RATE, channels: int = 1,
+                max_seconds: float | None = None) -> Audio:
+    """Decode any file ffmpeg reads, by content (not by name), to float32 at ``sample_rate``.
+
+    ``max_seconds`` decodes only the start (a long bed file need not be held whole).
+    """
+    limit = ["-t", f"{max_seconds:.3f}"] if max_seconds else []
+    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), *limit, "-f", "f32le",
            "-acodec", "pcm_f32le", "-ac", str(channels), "-ar", str(sample_rate), "-"]
     proc = subprocess.run(cmd, capture_output=True)
     if proc.returncode != 0:

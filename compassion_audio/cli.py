@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -64,7 +63,8 @@ def main() -> None:
 
 
 def _register() -> None:
-    from . import cli_commands  # noqa: F401  (commands attach themselves to ``cli``)
+    # The command modules attach their commands to ``cli`` when imported.
+    from . import cli_authoring, cli_commands, cli_voices  # noqa: F401
 
 
 _register()

@@ -1,6 +1,7 @@
 """The list, show and render commands."""
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -10,8 +11,19 @@ from . import render as rendering
 from . import templates
 from .assemble import estimate_clips, plan_timeline
 from .cli import EXERCISES_OPTION, cli, parse_sets
-from .config import FORMATS, BreathingSettings, ExportSettings, MixSettings, VoiceSettings
-from .errors import ParameterError
+from .cli_options import TAG_OPTIONS, breathing_overrides, export_settings, mix_settings
+from .config import FORMATS, BreathingSettings, MixSettings, VoiceSettings
+from .personalise import breathing_settings, personalise
+from .profile import empty_profile, load_profile
+
+SETS_OPTION = click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE",
+                           help="Set a parameter or profile value (repeatable), e.g. -s place.smell=pine.")
+CLIENT_OPTION = click.option("--client", type=click.Path(path_type=Path, dir_okay=False),
+                             help="A client profile (TOML; 'compassion-audio client new' writes one).")
+LENGTH_OPTION = click.option("--length", type=click.Choice(["short", "standard", "long"]),
+                             help="The version of the practice (default: the profile's, else standard).")
+GROUP_OPTION = click.option("--group", is_flag=True,
+                            help="The group variant: no names, inclusive wording.")
 
 
 def _mmss(frames: int, sample_rate: int) -> str:
@@ -27,137 +39,189 @@ def preview_timeline(script, voice: VoiceSettings = VoiceSettings(),
     return plan_timeline(script, clips, voice=voice, breathing=breathing, mix=replace(mix, bells=False))
 
 
+def _script(exercise, sets, client, length, group, exercise_dirs):
+    ex = templates.find_exercise(exercise, exercise_dirs)
+    profile = load_profile(client) if client else empty_profile()
+    values, profile = personalise(ex, profile, parse_sets(sets))
+    script = templates.render_script(ex, values, length=length or profile.length, group=group)
+    return ex, profile, values, script
+
+
 @cli.command("list")
+@click.option("--programmes", is_flag=True, help="List the built-in programmes (courses) instead.")
 @EXERCISES_OPTION
-def list_command(exercise_dirs: tuple[Path, ...]) -> None:
+def list_command(programmes: bool, exercise_dirs: tuple[Path, ...]) -> None:
     """List the exercises: name, title, lengths (estimated minutes) and group variant.
 
     \b
-    Example:
+    Examples:
       compassion-audio list
       compassion-audio list --exercises ~/my-scripts
+      compassion-audio list --programmes
     """
+    if programmes:
+        from .programmes import list_programmes
+
+        for prog in list_programmes():
+            click.echo(f"{prog.name}: {prog.title} - {prog.summary}")
+            for week in prog.weeks:
+                tracks = ", ".join(f"{t.exercise} ({t.length})" for t in week.tracks)
+                click.echo(f"  week {week.number}: {week.title}: {tracks}")
+        return
     for ex in templates.list_exercises(exercise_dirs):
         lengths = []
         for length in ex.lengths:
             script = templates.render_script(ex, {}, length=length)
-            minutes = preview_timeline(script).seconds / 60
-            lengths.append(f"{length} ~{minutes:.0f}m")
+            lengths.append(f"{length} ~{preview_timeline(script).seconds / 60:.0f}m")
         group = "group" if ex.group else "-"
         origin = "" if ex.builtin else "  (yours)"
-        click.echo(f"{ex.name:30} {ex.title:38} {', '.join(lengths):34} {group}{origin}")
+        click.echo(f"{ex.name:30} {ex.title:34} {', '.join(lengths):36} {group}{origin}")
 
 
 @cli.command("show")
 @click.argument("exercise")
-@click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a parameter (repeatable).")
-@click.option("--length", help="short, standard or long (as the exercise offers).")
-@click.option("--group", is_flag=True, help="The group variant: no names, inclusive wording.")
-@click.option("--rate", "rate_wpm", type=int, default=VoiceSettings.rate_wpm, show_default=True,
-              help="Speaking rate in words per minute, for the time estimates.")
+@SETS_OPTION
+@CLIENT_OPTION
+@LENGTH_OPTION
+@GROUP_OPTION
+@click.option("--rate", "rate_wpm", type=click.IntRange(60, 260), default=VoiceSettings.rate_wpm,
+              show_default=True, help="Speaking rate in words per minute, for the time estimates.")
 @EXERCISES_OPTION
-def show_command(exercise: str, sets, length, group, rate_wpm, exercise_dirs) -> None:
-    """Print the rendered script with its timeline (mm:ss per line, speech estimated).
+def show_command(exercise, sets, client, length, group, rate_wpm, exercise_dirs) -> None:
+    """Print the rendered script with its timeline (mm:ss per line; speech time estimated).
 
     \b
     Example:
       compassion-audio show compassionate-self -s name=Jane --length short
     """
-    ex = templates.find_exercise(exercise, exercise_dirs)
-    values = templates.coerce_values(ex, parse_sets(sets))
-    script = templates.render_script(ex, values, length=length, group=group)
-    voice = VoiceSettings(rate_wpm=rate_wpm)
-    timeline = preview_timeline(script, voice)
+    _, profile, _, script = _script(exercise, sets, client, length, group, exercise_dirs)
+    breathing = breathing_settings(profile)
+    timeline = preview_timeline(script, VoiceSettings(rate_wpm=rate_wpm), breathing)
     sr = timeline.sample_rate
     variant = "group" if group else "individual"
     click.echo(f"{script.title} ({script.meta.get('length')}, {variant}) - about "
                f"{_mmss(timeline.frames, sr)}")
-    marks = {c.start: c.title for c in timeline.chapters}
+    marks = sorted((c.start, c.title) for c in timeline.chapters)
     for event in timeline.events:
-        for start in sorted(k for k in list(marks) if k <= event.start):
-            click.echo(f"{_mmss(start, sr)}  == {marks.pop(start)} ==")
+        while marks and marks[0][0] <= event.start:
+            start, title = marks.pop(0)
+            click.echo(f"{_mmss(start, sr)}  == {title} ==")
         seconds = (event.end - event.start) / sr
-        if event.kind == "speech":
-            line = event.text
-        elif event.kind == "pause":
-            line = f"[pause {seconds:g}s]"
-        elif event.kind == "breathe":
-            line = f"[breathe {seconds:g}s]"
-        else:
-            line = f"[{event.kind}]"
-        click.echo(f"{_mmss(event.start, sr)}  {line}")
-
-
-def _ratio(text: str | None) -> tuple[float, float] | None:
-    if text is None:
-        return None
-    a, sep, b = text.partition(":")
-    try:
-        value = (float(a), float(b))
-    except ValueError:
-        value = None
-    if not sep or value is None or min(value) <= 0:
-        raise ParameterError(f"{text!r} is not an in:out ratio", source="--ratio", hint="write e.g. 4:6")
-    return value
+        label = {"speech": event.text, "pause": f"[pause {seconds:g}s]",
+                 "breathe": f"[breathe {seconds:g}s]"}.get(event.kind, f"[{event.kind}]")
+        click.echo(f"{_mmss(event.start, sr)}  {label}")
 
 
 @cli.command("render")
 @click.argument("exercise")
-@click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE", help="Set a parameter (repeatable).")
-@click.option("--length", help="short, standard or long (as the exercise offers).")
-@click.option("--group", is_flag=True, help="The group variant: no names, inclusive wording.")
+@SETS_OPTION
+@CLIENT_OPTION
+@LENGTH_OPTION
+@GROUP_OPTION
+@EXERCISES_OPTION
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
-              help="Output file (default: output/<exercise>-<length>.mp3, no client details in the name).")
+              help="Output file (default: output/<exercise>-<length>.<format>).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Audio format (default: from -o, else mp3).")
+@click.option("--bitrate", help="MP3/M4A bitrate, e.g. 128k or 192k (default 160k).")
 @click.option("--force", is_flag=True, help="Replace the output file if it exists.")
+@click.option("--name-in-file", is_flag=True,
+              help="Put the client's name in the default file name and the title tag (off: privacy).")
+@click.option("--voice", help="Voice profile, engine voice id, or pack:DIR ('compassion-audio voices').")
+@click.option("--voices", "voice_dirs", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              help="A folder of your own voice profiles (also $COMPASSION_AUDIO_VOICES).")
+@click.option("--fallback-voice", help="For a voice pack: speak phrases nobody recorded with this voice.")
 @click.option("--rate", "rate_wpm", type=click.IntRange(60, 260), help="Speaking rate in words per minute.")
-@click.option("--voice", help="Engine voice id (e.g. en-gb).")
+@click.option("--breathing", "breaths_per_min", type=click.FloatRange(3, 12),
+              help="Breathing pace in breaths per minute (3-12; default 6 or the profile's).")
+@click.option("--ratio", help="In:out proportion of each breath, e.g. 4:6.")
+@click.option("--pattern", help="Breath in seconds: in,hold,out,hold, e.g. 4,1,6,1.")
+@click.option("--no-tones", is_flag=True, help="Silence instead of breathing-pace tones.")
+@click.option("--tone-style", type=click.Choice(["glide", "chime", "quiet"]), help="How the pace sounds.")
+@click.option("--tones-in-pauses", type=click.FloatRange(min=1), metavar="SECONDS",
+              help="Also pace pauses at least this long.")
 @click.option("--no-bells", is_flag=True, help="No bell at the start and end.")
+@click.option("--bell-file", type=click.Path(exists=True, dir_okay=False), help="Your own bell sound.")
+@click.option("--background", help="Ambient bed: pink, brown, rain, waves, or an audio file.")
+@click.option("--background-level", type=click.FloatRange(-60, 0), metavar="DB",
+              help="Bed level relative to the voice (default -22).")
+@click.option("--loudness", metavar="LUFS", help="Loudness target: -16 (default), -19, -23, or off.")
+@click.option("--channels", type=click.Choice(["1", "2"]), help="Mono (default) or stereo.")
+@click.option("--sample-rate", type=click.Choice(["44100", "48000"]), help="Sample rate (default 44100).")
+@click.option("--captions", is_flag=True, help="Write .vtt, .srt and a .txt transcript beside the audio.")
+@click.option("--timeline", is_flag=True, help="Write <name>.timeline.json beside the audio.")
+@click.option("--cover", type=click.Path(exists=True, dir_okay=False), help="Cover image (JPEG or PNG).")
+@click.option("--title", help="Title tag (default: the exercise title).")
+@click.option("--artist", help="Artist tag (default: the voice's name).")
+@click.option("--album", help="Album tag.")
+@click.option("--track", help="Track number tag, e.g. 3 or 3/12.")
+@click.option("--year", help="Year tag.")
+@click.option("--comment", help="Comment tag.")
 @click.option("--no-cache", is_flag=True, help="Synthesise everything afresh; keep nothing on disk.")
 @click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), envvar="COMPASSION_AUDIO_CACHE",
               help="Where synthesised phrases are kept (default: the user cache folder).")
 @click.option("-q", "--quiet", is_flag=True, help="Print only the output path.")
-@EXERCISES_OPTION
-def render_command(exercise, sets, length, group, output, fmt, force, rate_wpm, voice, no_bells,
-                   no_cache, cache_dir, quiet, exercise_dirs) -> None:
+def render_command(exercise, sets, client, length, group, exercise_dirs, output, fmt, bitrate, force,
+                   name_in_file, voice, voice_dirs, fallback_voice, rate_wpm, breaths_per_min, ratio,
+                   pattern, no_tones, tone_style, tones_in_pauses, no_bells, bell_file, background,
+                   background_level, loudness, channels, sample_rate, captions, timeline, cover,
+                   title, artist, album, track, year, comment, no_cache, cache_dir, quiet) -> None:
     """Render an exercise (built-in name or a .j2 path) to an audio file.
 
     \b
     Examples:
       compassion-audio render compassionate-self -s name=Jane -o output/jane.mp3
-      compassion-audio render soothing-rhythm-breathing --length short --group
+      compassion-audio render compassionate-place --client jane.toml --captions
+      compassion-audio render soothing-rhythm-breathing --length short --group --background rain
       compassion-audio render my-own-script.txt.j2 -o output/mine.ogg
     """
-    ex = templates.find_exercise(exercise, exercise_dirs)
-    values = templates.coerce_values(ex, parse_sets(sets))
-    voice_settings = VoiceSettings()
+    from .voices import resolve_voice
+
+    ex, profile, values, script = _script(exercise, sets, client, length, group, exercise_dirs)
+    voice_profile = resolve_voice(voice or profile.voice, voice_dirs)
     if rate_wpm:
-        voice_settings = replace(voice_settings, rate_wpm=rate_wpm)
-    if voice:
-        voice_settings = replace(voice_settings, voice=voice)
+        voice_profile = replace(voice_profile, rate_wpm=rate_wpm)
+    fallback = resolve_voice(fallback_voice, voice_dirs) if fallback_voice else None
+    breathing = breathing_settings(profile, **breathing_overrides(
+        breaths_per_min, ratio, pattern, no_tones, tone_style, tones_in_pauses))
+    tags = dict(zip(TAG_OPTIONS, (title, artist, album, track, year, comment, None)))
+    personal_name = str(values.get("name") or "") if name_in_file and not group else ""
+    if personal_name and not title:
+        tags["title"] = f"{script.title} - for {personal_name}"
+    if output is None and personal_name:
+        fmt_ext = fmt or "mp3"
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", personal_name).strip("-").lower() or "client"
+        output = rendering.default_output(ex, script, fmt_ext).with_name(
+            f"{slug}-{rendering.default_output(ex, script, fmt_ext).name}")
     request = rendering.TrackRequest(
-        exercise=str(ex.path) if not ex.builtin else ex.name, values=values, length=length,
-        group=group, voice=voice_settings, mix=MixSettings(bells=not no_bells),
-        export=ExportSettings(format=fmt), output=output, force=force, use_cache=not no_cache,
-        cache_dir=cache_dir, exercise_dirs=tuple(exercise_dirs))
+        exercise=ex.name if ex.builtin else str(ex.path), values=values,
+        length=length or profile.length, group=group, voice_profile=voice_profile,
+        fallback_profile=fallback, breathing=breathing,
+        mix=mix_settings(no_bells=no_bells, bell_file=bell_file, background=background,
+                         background_level=background_level, loudness=loudness,
+                         channels=int(channels) if channels else None,
+                         sample_rate=int(sample_rate) if sample_rate else None),
+        export=export_settings(fmt=fmt, bitrate=bitrate, captions=captions, timeline=timeline,
+                               cover=cover, tags=tags),
+        output=output, force=force, use_cache=not no_cache, cache_dir=cache_dir,
+        exercise_dirs=tuple(exercise_dirs))
     result = rendering.render_track(request, progress=None if quiet else _progress())
     if quiet:
         click.echo(str(result.path))
         return
     minutes, seconds = divmod(int(round(result.timeline.seconds)), 60)
     click.echo(f"Wrote {result.path} ({minutes}:{seconds:02d}; {result.phrases} phrases, "
-               f"{result.synthesised} newly spoken)", err=False)
+               f"{result.synthesised} newly spoken)")
     for side in result.sidecars:
         click.echo(f"  and {side}")
 
 
 def _progress():
+    labels = {"speech": "Speaking phrases", "measure": "Measuring loudness", "encode": "Writing audio"}
     state = {"stage": None}
 
     def report(stage: str, done: int, total: int) -> None:
         if stage != state["stage"]:
             state["stage"] = stage
-            label = {"speech": "Speaking phrases", "encode": "Writing audio"}.get(stage, stage)
-            click.echo(f"{label}...", err=True)
+            click.echo(f"{labels.get(stage, stage)}...", err=True)
 
     return report

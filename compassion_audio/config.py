@@ -80,7 +80,7 @@ class MixSettings:
     join_fade_seconds: float = 0.01
     """Fade at every cut, so joins never click."""
     background: str | None = None
-    """Ambient bed: pink, brown, rain, or a path to an audio file."""
+    """Ambient bed: pink, brown, rain, waves, or a path to an audio file."""
     background_level_db: float = -22.0
     """Bed level relative to speech."""
     duck_db: float = 4.0

@@ -15,11 +15,13 @@ from .assemble import plan_timeline
 from .cache import ClipCache, default_cache_dir
 from .config import BreathingSettings, ExportSettings, MixSettings, VoiceSettings
 from .engines.base import SpeechEngine
+from .errors import SpeechError
 from .export import atomic_output, check_writable, encode, format_for
 from .mix import Mastering, TrackMixer, mastered_blocks, plan_mastering
 from .segments import Script
 from .speech import synthesize_clips
 from .timeline import Timeline
+from .voices import VoiceProfile, create_engine, resolve_voice, voice_settings
 
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): stages are 'speech', 'measure', 'encode'."""
@@ -36,8 +38,12 @@ class TrackRequest:
     values: Mapping[str, object] = field(default_factory=dict)
     length: str | None = None
     group: bool = False
-    voice: VoiceSettings = field(default_factory=VoiceSettings)
-    lexicon: Mapping[str, str] = field(default_factory=dict)
+    voice_profile: "VoiceProfile | None" = None
+    """The voice (None: the default profile). Its lexicon is applied before synthesis."""
+    fallback_profile: "VoiceProfile | None" = None
+    """Speaks phrases a recorded voice pack lacks (None: a missing phrase is an error)."""
+    voice: VoiceSettings | None = None
+    """Overrides the profile's timing settings (gaps); None: from the profile."""
     breathing: BreathingSettings = field(default_factory=BreathingSettings)
     mix: MixSettings = field(default_factory=MixSettings)
     export: ExportSettings = field(default_factory=ExportSettings)
@@ -108,12 +114,6 @@ def default_tags(script: Script, voice_name: str) -> dict[str, str]:
     }
 
 
-def make_engine(voice: VoiceSettings) -> SpeechEngine:
-    from .engines.pyttsx3_engine import Pyttsx3Engine
-
-    return Pyttsx3Engine(voice)
-
-
 def render_track(request: TrackRequest, *, engine: SpeechEngine | None = None,
                  progress: Progress | None = None) -> TrackResult:
     """Render, synthesise, assemble, master and write one track; sidecars after the audio."""
@@ -122,9 +122,16 @@ def render_track(request: TrackRequest, *, engine: SpeechEngine | None = None,
     path = request.output or default_output(exercise, script, fmt)
     check_writable(path, request.force)
     export = replace(request.export, format=fmt)
+    profile = request.voice_profile or resolve_voice(None)
+    voice = request.voice or voice_settings(profile)
+    request = replace(request, voice=voice)
+    sentences = [s.text for s in script.speech]
 
     own_engine = engine is None
-    counting = _CountingEngine(engine or make_engine(request.voice))
+    if own_engine:
+        engine = create_engine(profile, fallback=request.fallback_profile)
+        _check_pack(engine, sentences, request.fallback_profile)
+    counting = _CountingEngine(engine)
     with contextlib.ExitStack() as stack:
         if own_engine:
             stack.callback(counting.close)
@@ -132,19 +139,27 @@ def render_track(request: TrackRequest, *, engine: SpeechEngine | None = None,
             cache = ClipCache(request.cache_dir or default_cache_dir())
         else:
             cache = stack.enter_context(ClipCache.temporary())
-        sentences = [s.text for s in script.speech]
         clips = synthesize_clips(
             sentences, counting, cache, sample_rate=request.mix.sample_rate,
-            lexicon=request.lexicon or None,
+            lexicon=dict(profile.lexicon) or None,
             progress=(lambda d, t: progress("speech", d, t)) if progress else None)
         timeline, mixer = _assemble(script, clips, request)
         mastering = plan_mastering(mixer)
-        tags = {**default_tags(script, counting.name), **export.tags}
+        tags = {**default_tags(script, profile.name), **export.tags}
         _write_audio(mixer, mastering, path, export, tags, timeline, progress)
         sidecars = _write_sidecars(timeline, path, export)
     return TrackResult(path=path, timeline=timeline, mastering=mastering,
                        phrases=len(set(sentences)), synthesised=counting.calls,
                        sidecars=tuple(sidecars))
+
+
+def _check_pack(engine: SpeechEngine, sentences: list[str], fallback) -> None:
+    """A recorded voice pack without a fallback must have every phrase: list all that are missing."""
+    missing = getattr(engine, "missing", None)
+    if fallback is None and missing is not None and missing(sentences):
+        report = engine.missing_report(sentences)
+        engine.close()
+        raise SpeechError(report)
 
 
 def _assemble(script: Script, clips, request: TrackRequest) -> tuple[Timeline, TrackMixer]:
@@ -162,12 +177,9 @@ def _assemble(script: Script, clips, request: TrackRequest) -> tuple[Timeline, T
                              bell_ring_frames=ring)
     bed = None
     if mix.background:
-        from .beds import BED_NAMES, Bed
+        from .beds import Bed
 
-        if mix.background in BED_NAMES:
-            bed = Bed.generated(mix.background, sr, mix.channels)
-        else:
-            bed = Bed.from_file(Path(mix.background), sr, mix.channels)
+        bed = Bed.from_setting(mix.background, sr, mix.channels)
     mixer = TrackMixer(timeline, mix=mix, breathing=request.breathing, bell=bell, bed=bed)
     return timeline, mixer
 

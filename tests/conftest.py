@@ -71,10 +71,10 @@ def decode(path, sample_rate: int = 44100) -> np.ndarray:
 
 
 def sounding_runs(samples: np.ndarray, sample_rate: int, *, threshold_db: float = -40.0,
-                  min_gap_seconds: float = 0.25) -> list[tuple[float, float]]:
-    """(start, end) seconds of stretches louder than ``threshold_db`` (5 ms windows),
+                  min_gap_seconds: float = 0.25, window_seconds: float = 0.005) -> list[tuple[float, float]]:
+    """(start, end) seconds of stretches louder than ``threshold_db`` (peak per window),
     merging gaps shorter than ``min_gap_seconds`` (the silences inside speech)."""
-    win = max(1, int(0.005 * sample_rate))
+    win = max(1, int(window_seconds * sample_rate))
     n = samples.size // win
     peaks = np.abs(samples[: n * win]).reshape(n, win).max(axis=1)
     loud = peaks >= 10 ** (threshold_db / 20)

@@ -32,16 +32,16 @@ def test_fake_engine_pauses_are_exact_to_a_few_frames(tmp_path, fake_engine):
     script = write(tmp_path, PLAIN)
     result = render_track(request(tmp_path, script, "fake.wav"), engine=fake_engine)
     samples = decode(result.path)
-    runs = sounding_runs(samples, SR, threshold_db=-30, min_gap_seconds=0.1)
+    runs = sounding_runs(samples, SR, threshold_db=-30, min_gap_seconds=0.1, window_seconds=0.001)
     assert len(runs) == 4
     gaps = [b[0] - a[1] for a, b in zip(runs, runs[1:])]
-    assert gaps == pytest.approx([3.0, 60.5, 2.5], abs=0.006)
+    assert gaps == pytest.approx([3.0, 60.5, 2.5], abs=0.003)
     durations = [b - a for a, b in runs]
     words = [1, 3, 2, 1]
-    assert durations == pytest.approx([w * FAKE_FRAMES_PER_WORD / SR for w in words], abs=0.006)
+    assert durations == pytest.approx([w * FAKE_FRAMES_PER_WORD / SR for w in words], abs=0.003)
     # the timeline agrees with the audio
     speech = result.timeline.of_kind("speech")
-    assert [e.start / SR for e in speech] == pytest.approx([r[0] for r in runs], abs=0.006)
+    assert [e.start / SR for e in speech] == pytest.approx([r[0] for r in runs], abs=0.003)
 
 
 def test_output_is_peak_safe_and_at_the_loudness_target(tmp_path, fake_engine):
