@@ -19,10 +19,11 @@ import numpy as np
 from .audio import db_to_gain, seconds_to_frames
 from .config import BreathingSettings, MixSettings
 from .loudness import LoudnessMeter, PeakLimiter
+from .speech import TARGET_RMS_DB
 from .tones import BreathPattern, render_tones
 from .timeline import Timeline
 
-SPEECH_RMS_DB = -20.0
+SPEECH_RMS_DB = TARGET_RMS_DB
 """Active-speech RMS of every clip after level matching (speech.py) - the mix's reference."""
 BELL_PEAK_DB = -12.0
 """Bell peak before mastering: soft, well under the voice's peaks."""

@@ -86,6 +86,10 @@ class _CountingEngine:
     def close(self) -> None:
         self._engine.close()
 
+    def __getattr__(self, name: str):
+        # Optional engine extras (identity_for, missing, ...) pass straight through.
+        return getattr(self._engine, name)
+
 
 def prepare_script(request: TrackRequest) -> tuple[templates.Exercise, Script]:
     exercise = templates.find_exercise(request.exercise, request.exercise_dirs)

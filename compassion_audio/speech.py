@@ -1,0 +1,134 @@
+"""Speak every distinct sentence once, via the clip cache: trim, verify and level-match each clip."""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from .audio import Audio, audible_bounds, db_to_gain, fade_edges, gain_to_db, peak_db, seconds_to_frames
+from .cache import ClipCache
+from .engines.base import SpeechEngine
+from .errors import SpeechError
+from .timeline import Clip
+
+LEAD_SECONDS = 0.010
+"""Kept before the first audible sample so soft onsets (f, h, s) are not clipped."""
+TAIL_SECONDS = 0.040
+"""Kept after the last audible sample: espeak's voiced endings decay slowly."""
+FADE_SECONDS = 0.006
+"""Raised-cosine fade at each cut edge, so joins never click."""
+THRESHOLD_BELOW_PEAK_DB = 40.0
+THRESHOLD_FLOOR_DB = -55.0
+"""Audible means within 40 dB of the clip's peak, and never quieter than -55 dBFS."""
+SILENT_PEAK_DB = -50.0
+"""A clip whose peak is below this has no audible speech."""
+TARGET_RMS_DB = -23.0
+"""Active-speech RMS every clip is scaled to; the mix sets the final track loudness.
+
+espeak-ng clips measured 13-19 dB from peak to active RMS, so -23 leaves every
+one under the -3 dBFS ceiling and the clips match each other in level."""
+PEAK_CEILING_DB = -3.0
+ACTIVE_WINDOW_SECONDS = 0.020
+ACTIVE_BELOW_LOUDEST_DB = 30.0
+"""Windows more than this below the loudest window are gaps, not speech, for the RMS."""
+
+
+@dataclass(frozen=True)
+class ProcessedClip:
+    """A trimmed, faded, level-matched clip at the track rate."""
+
+    samples: np.ndarray
+    lead_frames: int
+    tail_frames: int
+
+
+def apply_lexicon(text: str, lexicon: Mapping[str, str] | None) -> str:
+    """Replace whole words, ignoring case (e.g. "CFT" -> "C F T"); longest entries win."""
+    if not lexicon:
+        return text
+    table = {k.lower(): v for k, v in lexicon.items() if k}
+    words = sorted(table, key=len, reverse=True)
+    # Lookarounds instead of \b so entries that end in punctuation ("e.g.") still match.
+    pattern = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, words)) + r")(?!\w)", re.IGNORECASE)
+    return pattern.sub(lambda m: table[m.group(0).lower()], text)
+
+
+def active_rms_db(samples: np.ndarray, sample_rate: int) -> float:
+    """RMS over the windows that carry speech (gaps between words left out)."""
+    window = max(1, seconds_to_frames(ACTIVE_WINDOW_SECONDS, sample_rate))
+    count = samples.shape[0] // window
+    if count == 0:
+        return gain_to_db(float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))) \
+            if samples.size else -math.inf
+    power = np.square(samples[: count * window], dtype=np.float64).reshape(count, window).mean(axis=1)
+    loudest = float(power.max())
+    if loudest <= 0.0:
+        return -math.inf
+    active = power[power >= loudest * 10.0 ** (-ACTIVE_BELOW_LOUDEST_DB / 10.0)]
+    return 10.0 * math.log10(float(active.mean()))
+
+
+def process_clip(audio: Audio, sample_rate: int, phrase: str) -> ProcessedClip:
+    """Resample, trim engine padding to short margins, fade the cuts and level-match."""
+    samples = audio.mono().resampled(sample_rate).samples
+    peak = peak_db(samples)
+    if not peak >= SILENT_PEAK_DB:
+        raise SpeechError(f"the speech engine produced no audible speech for {_quote(phrase)}")
+    threshold = max(peak - THRESHOLD_BELOW_PEAK_DB, THRESHOLD_FLOOR_DB)
+    first, end = audible_bounds(samples, sample_rate, threshold_db=threshold)
+    start = max(0, first - seconds_to_frames(LEAD_SECONDS, sample_rate))
+    stop = min(samples.shape[0], end + seconds_to_frames(TAIL_SECONDS, sample_rate))
+    fade = seconds_to_frames(FADE_SECONDS, sample_rate)
+    cut = fade_edges(samples[start:stop], fade, fade)
+    gain_db = TARGET_RMS_DB - active_rms_db(cut[first - start:end - start], sample_rate)
+    gain_db = min(gain_db, PEAK_CEILING_DB - peak_db(cut))
+    cut = (cut * np.float32(db_to_gain(gain_db))).astype(np.float32)
+    return ProcessedClip(cut, first - start, stop - end)
+
+
+def _quote(text: str) -> str:
+    short = " ".join(text.split())
+    return repr(short if len(short) <= 60 else short[:57] + "...")
+
+
+def synthesize_clips(sentences: Sequence[str], engine: SpeechEngine, cache: ClipCache, *,
+                     sample_rate: int, lexicon: Mapping[str, str] | None = None,
+                     progress: Callable[[int, int], None] | None = None) -> dict[str, Clip]:
+    """A processed clip for every distinct sentence, keyed by the sentence as written.
+
+    The lexicon rewrites what is spoken; the cache key is the spoken text plus
+    the engine's identity and the rate, so unchanged phrases are never re-spoken.
+    ``progress(done, total)`` is called after each distinct sentence.
+    """
+    distinct = list(dict.fromkeys(sentences))
+    # An engine whose sound differs per phrase (a recorded pack: one file per phrase)
+    # keys each phrase on its own identity, so re-recording one re-renders only that one.
+    identity_for = getattr(engine, "identity_for", None)
+    shared_identity = None if identity_for else engine.identity()
+    clips: dict[str, Clip] = {}
+    by_spoken: dict[str, Clip] = {}
+    for done, sentence in enumerate(distinct, start=1):
+        spoken = apply_lexicon(sentence, lexicon)
+        identity = identity_for(spoken) if identity_for else shared_identity
+        clip = by_spoken.get(spoken) or _cached_or_spoken(spoken, engine, cache, identity, sample_rate,
+                                                          sentence)
+        by_spoken[spoken] = clip
+        clips[sentence] = replace(clip, text=sentence)
+        if progress is not None:
+            progress(done, len(distinct))
+    return clips
+
+
+def _cached_or_spoken(spoken: str, engine: SpeechEngine, cache: ClipCache, identity: dict,
+                      sample_rate: int, sentence: str) -> Clip:
+    if not spoken.strip():
+        raise SpeechError(f"nothing to say in {_quote(sentence)}")
+    key = cache.key(identity, spoken, sample_rate)
+    clip = cache.get(key)
+    if clip is not None:
+        return clip
+    processed = process_clip(engine.synthesize(spoken), sample_rate, sentence)
+    return cache.put(key, spoken, processed.samples, processed.lead_frames, processed.tail_frames)
