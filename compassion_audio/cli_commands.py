@@ -122,7 +122,7 @@ def show_command(exercise, sets, client, length, group, rate_wpm, exercise_dirs)
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Output file (default: output/<exercise>-<length>.<format>).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), help="Audio format (default: from -o, else mp3).")
-@click.option("--bitrate", help="MP3/M4A bitrate, e.g. 128k or 192k (default 160k).")
+@click.option("--bitrate", help="Constant bitrate, e.g. 128k or 192k (default: MP3 VBR ~100-130k, Opus 96k, AAC 160k).")
 @click.option("--force", is_flag=True, help="Replace the output file if it exists.")
 @click.option("--name-in-file", is_flag=True,
               help="Put the client's name in the default file name and the title tag (off: privacy).")

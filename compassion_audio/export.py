@@ -58,7 +58,7 @@ def encode(blocks: Iterable[np.ndarray], path: Path, *, sample_rate: int, channe
         cmd += ["-i", str(extra_input), "-map", "0:a", "-map_metadata", "1", "-map_chapters", "1"]
     cmd += _CODECS[fmt]
     if fmt in _BITRATE:
-        cmd += ["-b:a", settings.bitrate if fmt in ("mp3", "m4a") else "96k"]
+        cmd += _quality(fmt, settings.bitrate)
     cmd.append(str(path))
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=errors)
@@ -80,6 +80,12 @@ def encode(blocks: Iterable[np.ndarray], path: Path, *, sample_rate: int, channe
             lines = errors.read().decode("utf-8", "replace").strip().splitlines()
             raise AudioError(f"ffmpeg could not write {fmt}: {lines[-1] if lines else f'exit {code}'}")
     return path
+
+
+def _quality(fmt: str, bitrate: str | None) -> list[str]:
+    if bitrate:
+        return ["-b:a", bitrate]
+    return {"mp3": ["-q:a", "3"], "m4a": ["-b:a", "160k"]}.get(fmt, ["-b:a", "96k"])
 
 
 @contextlib.contextmanager

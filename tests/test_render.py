@@ -128,7 +128,9 @@ def test_real_engine_pauses_speech_and_clicks(tmp_path):
         assert voice_band / spectrum.sum() > 0.7
     # no clipping, true peak within the ceiling
     assert np.max(np.abs(samples)) < 1.0
-    assert ebur128(result.path)["true_peak"] <= -0.9
+    meter = ebur128(result.path)
+    assert meter["true_peak"] <= -0.9
+    assert meter["integrated"] == pytest.approx(-16.0, abs=0.5)
     # no clicks: inside every pause, away from the edges, it is silent
     for (a0, a1), (b0, b1) in zip(runs, runs[1:]):
         quiet = samples[int((a1 + 0.03) * SR): int((b0 - 0.03) * SR)]
