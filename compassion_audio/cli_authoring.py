@@ -13,11 +13,11 @@ from .errors import OutputError
 
 def _write_new(path: Path, text: str, force: bool) -> None:
     """Write a new file atomically; an existing file is kept unless --force."""
-    from .export import atomic_output
+    from .export import atomic_output, check_writable
 
     if path.exists() and not force:
         raise OutputError(f"{path} already exists: choose another name or add --force")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_writable(path, force=True)  # a folder that cannot be made or written is one error line
     with atomic_output(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
 
@@ -73,7 +73,13 @@ def new_command(name: str, output: Path | None, force: bool) -> None:
 
 @cli.group("client")
 def client_group() -> None:
-    """Client profiles: a client's details once, for every track."""
+    """Client profiles: a client's details once, for every track.
+
+    \b
+    Example:
+      compassion-audio client new clients/jane.toml
+      compassion-audio client check clients/jane.toml
+    """
 
 
 @client_group.command("new")
@@ -114,7 +120,13 @@ def client_check(path: Path) -> None:
 
 @cli.group("cache")
 def cache_group() -> None:
-    """The synthesised-phrase cache (it may hold spoken client names; it never leaves this machine)."""
+    """The synthesised-phrase cache (it may hold spoken client names; it never leaves this machine).
+
+    \b
+    Example:
+      compassion-audio cache info
+      compassion-audio cache clear
+    """
 
 
 @cache_group.command("info")

@@ -59,6 +59,12 @@ def _interpolation_phases() -> np.ndarray:
 
 
 _PHASES = _interpolation_phases()
+_OVERSHOOT_BOUND = float(np.abs(_PHASES).sum(axis=1).max())
+"""No interpolated value can exceed the largest input magnitude in its window by more
+than this factor (the filter's largest L1 norm): blocks quieter than target/bound
+cannot need limiting, and the limiter skips its detector for them."""
+_CHUNK_FRAMES = 1 << 16
+"""Detector transform length for long arrays: equal sizes reuse the cached phase spectra."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -103,6 +109,11 @@ class _PeakDetector:
         on_samples = np.abs(ext[:, taps - 1 - _HALF_TAPS:length - _HALF_TAPS])
         return np.maximum(rows.max(axis=0), on_samples.max(axis=0))
 
+    def skip(self, data: np.ndarray) -> None:
+        """Advance over frames whose peaks are not needed (keeps the history right)."""
+        ext = np.concatenate([self.history, data.T.astype(np.float32)], axis=1)
+        self.history = ext[:, -self.history.shape[1]:].copy()
+
     def pending(self) -> np.ndarray:
         """Peaks of the last frames, as if the stream ended with silence (state unchanged)."""
         probe = _PeakDetector(self.history.shape[0])
@@ -110,12 +121,29 @@ class _PeakDetector:
         return probe.process(np.zeros((_HALF_TAPS, self.history.shape[0])))
 
 
+class _SamplePeaks:
+    """Sample peak per frame with the same lag as _PeakDetector (no oversampling: cheap)."""
+
+    def __init__(self, channels: int) -> None:
+        self.history = np.zeros((_HALF_TAPS, channels), dtype=np.float32)
+
+    def process(self, data: np.ndarray) -> np.ndarray:
+        ext = np.concatenate([self.history, np.abs(data).astype(np.float32)])
+        self.history = ext[-_HALF_TAPS:].copy()
+        return ext[:data.shape[0]].max(axis=1)
+
+    def skip(self, data: np.ndarray) -> None:
+        self.process(data)
+
+
 class LoudnessMeter:
     """Integrated loudness, true peak and sample peak of a stream fed in blocks of any size."""
 
-    def __init__(self, sample_rate: int, channels: int) -> None:
+    def __init__(self, sample_rate: int, channels: int, *, true_peak: bool = True) -> None:
         self.sample_rate = sample_rate
         self.channels = channels
+        self._measure_true_peak = true_peak
+        """Off when only loudness is wanted: the 4x oversampling is most of the cost."""
         self._sos = k_weighting_sos(sample_rate)
         self._zi = np.zeros((self._sos.shape[0], 2, channels))
         # Surround weights per BS.1770 for 5.1 (L R C LFE Ls Rs); 1.0 otherwise.
@@ -135,7 +163,8 @@ class LoudnessMeter:
         if data.shape[0] == 0:
             return
         self._sample_peak = max(self._sample_peak, float(np.abs(data).max()))
-        self._true_peak = max(self._true_peak, float(self._detector.process(data).max()))
+        if self._measure_true_peak:
+            self._true_peak = max(self._true_peak, float(self._detector.process(data).max()))
         filtered, self._zi = sosfilt(self._sos, data, axis=0, zi=self._zi)
         self._add_power(np.square(filtered) @ self._weights)
 
@@ -174,6 +203,8 @@ class LoudnessMeter:
 
     def true_peak_db(self) -> float:
         """Highest 4x-oversampled peak so far, in dBTP."""
+        if not self._measure_true_peak:
+            raise ValueError("this meter was made with true_peak=False")
         pending = self._detector.pending()
         peak = max(self._true_peak, float(pending.max()) if pending.size else 0.0)
         return gain_to_db(peak)
@@ -192,7 +223,8 @@ class PeakLimiter:
     """
 
     def __init__(self, sample_rate: int, channels: int, ceiling_db: float = -1.0,
-                 lookahead_seconds: float = 0.005, release_seconds: float = 0.15) -> None:
+                 lookahead_seconds: float = 0.005, release_seconds: float = 0.15,
+                 true_peak: bool = True) -> None:
         self.sample_rate = sample_rate
         self.channels = channels
         self.ceiling_db = ceiling_db
@@ -201,7 +233,7 @@ class PeakLimiter:
         self._window = max(1, int(round(lookahead_seconds * sample_rate)))
         self._release_log = -1.0 / max(release_seconds * sample_rate, 1.0)
         self.latency_frames = self._window + _HALF_TAPS
-        self._detector = _PeakDetector(channels)
+        self._detector = _PeakDetector(channels) if true_peak else _SamplePeaks(channels)
         self._required = np.ones(self._window)
         self._released = np.ones(self._window)
         self._reduction = 0.0
@@ -215,10 +247,17 @@ class PeakLimiter:
         n = data.shape[0]
         if n == 0:
             return np.zeros((0,) if mono_in else (0, self.channels), dtype=np.float32)
-        peaks = self._detector.process(data)
-        with np.errstate(divide="ignore"):
-            required = np.minimum(1.0, self._target / peaks)
-        gain = self._smooth(required)
+        if self._idle() and float(np.abs(data).max()) * _OVERSHOOT_BOUND < self._target:
+            # Nothing here can reach the ceiling and no earlier peak is still
+            # releasing: the output is the delayed input, exactly as the full
+            # path would compute it (required gain 1 everywhere).
+            self._detector.skip(data)
+            gain = np.ones(n)
+        else:
+            peaks = self._detector.process(data)
+            with np.errstate(divide="ignore"):
+                required = np.minimum(1.0, self._target / peaks)
+            gain = self._smooth(required)
         ext = np.concatenate([self._delay, data])
         self._delay = ext[n:]
         out = np.clip(ext[:n] * gain[:, None], -self._ceiling, self._ceiling).astype(np.float32)
@@ -228,6 +267,11 @@ class PeakLimiter:
         """The last ``latency_frames`` frames still held in the delay line (shaped like the input)."""
         silence = np.zeros((self.latency_frames, self.channels))
         return self.process(silence[:, 0] if self._one_dimensional else silence)
+
+    def _idle(self) -> bool:
+        """No gain reduction in force or pending."""
+        return self._reduction == 0.0 and bool(np.all(self._required == 1.0)) \
+            and bool(np.all(self._released == 1.0))
 
     def _smooth(self, required: np.ndarray) -> np.ndarray:
         w = self._window
@@ -252,14 +296,21 @@ class PeakLimiter:
         best = np.maximum.accumulate(log_wanted - n * log_k) + n * log_k
         best = np.maximum(best, carried + (n + 1) * log_k)
         reduction = np.exp(best)
-        self._reduction = float(reduction[-1])
+        # A reduction decayed below -120 dB is over; ending it lets the idle fast path resume.
+        self._reduction = float(reduction[-1]) if reduction[-1] > 1e-6 else 0.0
         return 1.0 - reduction
 
 
-def limit(samples: np.ndarray, sample_rate: int, ceiling_db: float = -1.0) -> np.ndarray:
-    """Limit a whole (short) array in one go, without the streaming delay."""
+def limit(samples: np.ndarray, sample_rate: int, ceiling_db: float = -1.0, *,
+          true_peak: bool = True) -> np.ndarray:
+    """Limit a whole (short) array in one go, without the streaming delay.
+
+    ``true_peak=False`` limits sample peaks only (much cheaper; for shaping clips
+    before a final true-peak stage).
+    """
     data = np.asarray(samples, dtype=np.float32)
     channels = 1 if data.ndim == 1 else data.shape[1]
-    limiter = PeakLimiter(sample_rate, channels, ceiling_db)
-    out = np.concatenate([limiter.process(data), limiter.flush()])
+    limiter = PeakLimiter(sample_rate, channels, ceiling_db, true_peak=true_peak)
+    parts = [limiter.process(data[i:i + _CHUNK_FRAMES]) for i in range(0, data.shape[0], _CHUNK_FRAMES)]
+    out = np.concatenate([*parts, limiter.flush()])
     return out[limiter.latency_frames:]

@@ -157,7 +157,7 @@ class Mastering:
 
 def measure(mixer: TrackMixer) -> float:
     """Integrated loudness (LUFS) of the raw mix."""
-    meter = LoudnessMeter(mixer.timeline.sample_rate, mixer.channels)
+    meter = LoudnessMeter(mixer.timeline.sample_rate, mixer.channels, true_peak=False)
     for block in mixer.blocks():
         meter.add(block)
     return meter.integrated_lufs()

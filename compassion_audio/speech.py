@@ -90,11 +90,20 @@ def process_clip(audio: Audio, sample_rate: int, phrase: str) -> ProcessedClip:
     stop = min(samples.shape[0], end + seconds_to_frames(TAIL_SECONDS, sample_rate))
     fade = seconds_to_frames(FADE_SECONDS, sample_rate)
     cut = fade_edges(samples[start:stop], fade, fade)
-    gain_db = TARGET_RMS_DB - active_rms_db(cut[first - start:end - start], sample_rate)
-    gain_db = min(gain_db, PEAK_CEILING_DB - peak_db(cut))
-    cut = (cut * np.float32(db_to_gain(gain_db))).astype(np.float32)
-    cut = limit(cut, sample_rate, ceiling_db=TARGET_RMS_DB + PEAK_TO_RMS_DB)
+    # Cap the peaks relative to the level, then level-match. Limiting lowers the
+    # RMS of peaky clips, so cap twice; the final gain makes the levels equal
+    # (peaks may then sit a fraction of a dB over the cap, well under the ceiling).
+    for _ in range(2):
+        cut = _match_level(cut, first - start, end - start, sample_rate)
+        cut = limit(cut, sample_rate, ceiling_db=TARGET_RMS_DB + PEAK_TO_RMS_DB, true_peak=False)
+    cut = _match_level(cut, first - start, end - start, sample_rate)
     return ProcessedClip(cut, first - start, stop - end)
+
+
+def _match_level(cut: np.ndarray, first: int, end: int, sample_rate: int) -> np.ndarray:
+    gain_db = TARGET_RMS_DB - active_rms_db(cut[first:end], sample_rate)
+    gain_db = min(gain_db, PEAK_CEILING_DB - peak_db(cut))
+    return (cut * np.float32(db_to_gain(gain_db))).astype(np.float32)
 
 
 def _quote(text: str) -> str:

@@ -34,7 +34,7 @@ def make_script(minutes: float, seed: int = 1) -> str:
         lines.append(f"Step {i}: you might let your {' '.join(words)}.")
         pause = rng.choice([3, 5, 8, 12, 20])
         lines.append(f"[pause {pause}s]")
-        total += 14 * 60 / 130 + 0.6 + pause
+        total += 9.0 + 0.6 + pause  # a 14-word phrase measures ~9 s at the default voice
         i += 1
     return "\n".join(lines) + "\n"
 
@@ -78,9 +78,11 @@ def irreducible(script_text: str, mp3: Path, work: Path) -> dict:
     raw = work / "final.f32"
     subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(mp3), "-f", "f32le", "-ac", "1",
                     "-ar", "44100", str(raw)], check=True)
+    from compassion_audio.export import _CODECS, _quality
+
     t = time.perf_counter()
     subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "f32le", "-ar", "44100", "-ac", "1",
-                    "-i", str(raw), "-c:a", "libmp3lame", "-b:a", "160k", str(work / "enc.mp3")],
+                    "-i", str(raw), *_CODECS["mp3"], *_quality("mp3", None), str(work / "enc.mp3")],
                    check=True)
     encode = time.perf_counter() - t
     return {"synth": synth, "encode": encode, "total": synth + encode, "sentences": len(sentences)}
