@@ -41,11 +41,19 @@ def make_script(minutes: float, seed: int = 1) -> str:
 
 CHILD = textwrap.dedent("""
     import json, resource, sys, time
+    from dataclasses import replace
     from pathlib import Path
+    from compassion_audio.config import BreathingSettings, MixSettings
     from compassion_audio.render import TrackRequest, render_track
+    from compassion_audio.voices import resolve_voice
+    extra = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
+    mix = replace(MixSettings(), **extra.get("mix", {}))
+    breathing = replace(BreathingSettings(), **extra.get("breathing", {}))
+    voice = resolve_voice(extra["voice"]) if "voice" in extra else None
     t = time.perf_counter()
     r = render_track(TrackRequest(exercise=sys.argv[1], output=Path(sys.argv[2]), force=True,
-                                  cache_dir=Path(sys.argv[3])))
+                                  cache_dir=Path(sys.argv[3]), mix=mix, breathing=breathing,
+                                  voice_profile=voice))
     wall = time.perf_counter() - t
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -54,9 +62,9 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def run_render(script: Path, out: Path, cache: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", CHILD, str(script), str(out), str(cache)],
-                          capture_output=True, text=True, check=True)
+def run_render(script: Path, out: Path, cache: Path, **extra) -> dict:
+    proc = subprocess.run([sys.executable, "-c", CHILD, str(script), str(out), str(cache),
+                           json.dumps(extra)], capture_output=True, text=True, check=True)
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -126,11 +134,27 @@ def naive(script: Path, out: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def piper_synthesis(script_text: str) -> float:
+    """Piper's own synthesis time for the script's phrases (model loaded beforehand)."""
+    from compassion_audio import markers
+    from compassion_audio.segments import Speech
+    from compassion_audio.voices import create_engine, resolve_voice
+
+    sentences = [s.text for s in markers.parse(script_text, source="bench") if isinstance(s, Speech)]
+    engine = create_engine(resolve_voice("neural-joe"))
+    engine.synthesize("Warm up.")
+    t = time.perf_counter()
+    for sentence in sentences:
+        engine.synthesize(sentence)
+    return time.perf_counter() - t
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--long-minutes", type=float, default=60.0)
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--skip-piper", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,6 +167,14 @@ def main() -> None:
         warm = run_render(script, work / "warm.mp3", cache)
         floor = irreducible(text, work / "cold.mp3", work)
         base = None if args.skip_naive else naive(script, work / "naive.mp3")
+        plain_warm = run_render(script, work / "plain.mp3", cache, mix={"loudness_lufs": None})
+        sound = run_render(script, work / "sound.mp3", cache, mix={"background": "rain"},
+                           breathing={"tones_in_pauses_seconds": 5.0})
+        piper = None
+        if not args.skip_piper:
+            piper = {"cold": run_render(script, work / "piper.mp3", work / "cache-piper", voice="neural-joe"),
+                     "warm": run_render(script, work / "piper2.mp3", work / "cache-piper", voice="neural-joe"),
+                     "synth": piper_synthesis(text)}
         long_script = work / "long.txt"
         long_script.write_text(make_script(args.long_minutes, seed=2))
         long = run_render(long_script, work / "long.mp3", work / "cache-long")
@@ -156,6 +188,12 @@ def main() -> None:
     if base:
         print(f"naive baseline   {base['wall']:7.2f} s   peak RSS {base['rss_mb']:6.0f} MB")
         print(f"speed-up cold    {base['wall'] / cold['wall']:6.2f} x   warm {base['wall'] / warm['wall']:.2f} x  (target >1x cold, >=2x warm)")
+    print(f"loudness pass    {warm['wall'] - plain_warm['wall']:7.2f} s   (warm with -16 LUFS mastering - warm with loudness off)")
+    print(f"tones + rain bed {sound['wall'] - warm['wall']:7.2f} s   (warm with a ducked bed and tones under pauses >= 5 s - warm)")
+    if piper:
+        print(f"piper cold       {piper['cold']['wall']:7.2f} s   piper synthesis alone {piper['synth']:.2f} s   "
+              f"overhead {100 * (piper['cold']['wall'] / piper['synth'] - 1):.1f} % (target <= 10 %)")
+        print(f"piper warm       {piper['warm']['wall']:7.2f} s   spoken {piper['warm']['spoken']}   peak RSS {piper['cold']['rss_mb']:.0f} MB")
     lm = long["seconds"] / 60
     print(f"{lm:.0f}-min render   {long['wall']:7.2f} s   peak RSS {long['rss_mb']:6.0f} MB (python {long['own_rss_mb']:.0f} MB)")
     print(f"time per track minute: {cold['wall'] / mins:.3f} s ({mins:.0f} min) vs {long['wall'] / lm:.3f} s ({lm:.0f} min)")
