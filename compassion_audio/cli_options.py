@@ -1,6 +1,7 @@
 """Turning command-line option values into settings objects (shared by render and voices try)."""
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def parse_pattern(text: str | None) -> dict[str, float]:
         values = []
     if len(values) != 4 or min(values) < 0 or values[0] <= 0 or values[2] <= 0:
         raise ParameterError(f"{text!r} is not in,hold,out,hold seconds", source="--pattern",
-                             hint="write e.g. 4,1,6,1 (holds may be 0)")
+                             hint="write e.g. 4,1,6,1; holds may be 0")
     breath_in, hold_in, breath_out, hold_out = values
     cycle = sum(values)
     return {"breaths_per_min": 60.0 / cycle, "ratio": (breath_in, breath_out),
@@ -96,6 +97,9 @@ def export_settings(*, fmt=None, bitrate=None, captions=False, timeline=False, c
                             cover=Path(cover) if cover else None,
                             tags={k: str(v) for k, v in (tags or {}).items() if v is not None})
     if bitrate:
+        if not re.fullmatch(r"\d{2,3}k", bitrate):
+            raise ParameterError(f"{bitrate!r} is not a bitrate", source="--bitrate",
+                                 hint="write e.g. 128k or 192k")
         export = replace(export, bitrate=bitrate)
     return export
 
