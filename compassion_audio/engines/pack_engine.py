@@ -8,7 +8,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..audio import DEFAULT_RATE, Audio, decode_file, gain_to_db
+from ..audio import DEFAULT_RATE, Audio, decode_file, fade_edges, gain_to_db
 from ..errors import OutputError, SpeechError
 from ..recording_sheet import MANIFEST, normalise_phrase, read_manifest
 from .base import EngineVoice, SpeechEngine
@@ -72,7 +72,7 @@ class PackEngine:
     def synthesize(self, text: str) -> Audio:
         path = self._recording(text)
         if path is not None:
-            return decode_file(path, self.sample_rate).mono()
+            return mute_room_noise(decode_file(path, self.sample_rate).mono())
         if self.fallback is not None:
             return self.fallback.synthesize(text)
         wanted = list(dict.fromkeys([*self._manifest.values(), text]))
@@ -94,7 +94,8 @@ class PackEngine:
         path = self._recording(text)
         if path is None:
             return {"engine": "pack", "fallback": self.fallback.identity() if self.fallback else None}
-        return {"engine": "pack", "sample_rate": self.sample_rate, "file": _fingerprint(path)}
+        return {"engine": "pack", "sample_rate": self.sample_rate, "file": _fingerprint(path),
+                "noise_trim": NOISE_TRIM_VERSION}
 
     def voices(self) -> list[EngineVoice]:
         return [EngineVoice(id=f"pack:{self.pack_dir}", name=self.pack_dir.name)]
@@ -148,6 +149,29 @@ def find_parts(audio: Audio, *, min_gap_seconds: float = 0.7, below_db: float = 
     spans = [(a * size, b * size) for a, b in parts]
     gaps = [(spans[i][1], spans[i + 1][0]) for i in range(len(spans) - 1)]
     return spans, gaps
+
+
+NOISE_TRIM_VERSION = 1
+"""Part of every recording's cache identity: bump when mute_room_noise changes."""
+NOISE_MARGIN_SECONDS = 0.03
+
+
+def mute_room_noise(audio: Audio) -> Audio:
+    """Silence a recording's room noise before the first and after the last spoken part.
+
+    The speech stage trims against the clip's own peak, which keeps a quiet
+    take's hiss; here silence is judged against the take's speech level (as
+    find_parts does), so pauses between recorded phrases stay exact.
+    """
+    spans, _ = find_parts(audio, min_gap_seconds=3600.0)
+    if not spans:
+        return audio
+    margin = int(NOISE_MARGIN_SECONDS * audio.sample_rate)
+    start = max(0, spans[0][0] - margin)
+    end = min(audio.frames, spans[-1][1] + margin)
+    samples = np.zeros_like(audio.samples)
+    samples[start:end] = fade_edges(audio.samples[start:end], margin, margin)
+    return Audio(samples, audio.sample_rate)
 
 
 def split_take(path: str | Path, phrases: Sequence[str], *, min_gap_seconds: float = 0.7,
