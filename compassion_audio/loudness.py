@@ -183,12 +183,29 @@ class LoudnessMeter:
         self._partial = float(rest[whole:].sum())
         self._partial_frames = rest.size - whole
 
-    def integrated_lufs(self) -> float:
-        """Gated integrated loudness; -inf for silence or under 400 ms of audio."""
+    @property
+    def step_frames(self) -> int:
+        """Frames per 100 ms step; gating block j covers steps j..j+3."""
+        return self._step_frames
+
+    def integrated_lufs(self, select: np.ndarray | None = None) -> float:
+        """Gated integrated loudness; -inf for silence or under 400 ms of audio.
+
+        ``select`` (one bool per 100 ms step) keeps only the gating blocks that
+        touch a selected step - e.g. the steps where the voice speaks, so the
+        loudness is anchored on the voice (dialogue gating) rather than on long
+        quiet stretches of tones or bed.
+        """
         steps = np.array(self._steps)
         if steps.size < 4:
             return -math.inf
         blocks = (steps[:-3] + steps[1:-2] + steps[2:-1] + steps[3:]) / 4.0
+        if select is not None:
+            chosen = np.zeros(steps.size, dtype=bool)
+            chosen[: min(select.size, steps.size)] = select[: steps.size]
+            touch = chosen[:-3] | chosen[1:-2] | chosen[2:-1] | chosen[3:]
+            if touch.any():
+                blocks = blocks[touch]
         with np.errstate(divide="ignore"):
             loudness = -0.691 + 10.0 * np.log10(blocks)
         kept = blocks[loudness > _ABSOLUTE_GATE_LUFS]

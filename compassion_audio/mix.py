@@ -55,6 +55,7 @@ class TrackMixer:
         self._short_max = max((p.end - p.start for p in self._short), default=0)
         self._tones = self._tone_stretches(timeline)
         self._speech = [(e.start, e.end) for e in timeline.events if e.kind == "speech"]
+        self.speech_intervals = tuple(self._speech)
         self._clip_cache: OrderedDict[Path, np.ndarray] = OrderedDict()
         sr = timeline.sample_rate
         sounding = [p.start for p in self._short] + [t.start for t in self._tones]
@@ -152,21 +153,47 @@ class Mastering:
     """What mastering measured and applied."""
 
     measured_lufs: float
+    """The raw mix, BS.1770 integrated."""
     gain_db: float
+    voice_lufs: float = math.nan
+    """The raw mix where the voice speaks (dialogue-gated)."""
 
 
-def measure(mixer: TrackMixer) -> float:
-    """Integrated loudness (LUFS) of the raw mix."""
+VOICE_HEADROOM_LU = 2.0
+"""The voice may end up at most this far above the target. Normally the whole mix
+sets the gain (bells, bed and tones count, as BS.1770 measures them); but a track
+that is mostly quiet breathing tones would otherwise be pushed up until its voice
+is crushed by the limiter - there the voice sets the gain, and the file measures
+quieter than the target by design."""
+
+
+def measure(mixer: TrackMixer) -> tuple[float, float]:
+    """Integrated loudness (LUFS) of the raw mix, and of the blocks where the voice speaks.
+
+    The second figure (dialogue gating) anchors the gain on the voice; without
+    speech it equals the first.
+    """
     meter = LoudnessMeter(mixer.timeline.sample_rate, mixer.channels, true_peak=False)
     for block in mixer.blocks():
         meter.add(block)
-    return meter.integrated_lufs()
+    step = meter.step_frames
+    voiced = np.zeros(mixer.timeline.frames // step + 1, dtype=bool)
+    for start, end in mixer.speech_intervals:
+        voiced[start // step: end // step + 1] = True
+    whole = meter.integrated_lufs()
+    return whole, meter.integrated_lufs(select=voiced) if voiced.any() else whole
 
 
-def mastered_blocks(mixer: TrackMixer, mastering: Mastering) -> Iterator[np.ndarray]:
+CODEC_HEADROOM_DB = 0.7
+"""Lossy encoders overshoot the PCM's true peak (measured up to 0.6 dB with LAME over a
+bed, AAC similar): the limiter aims this much lower for them so the file holds -1 dBTP."""
+
+
+def mastered_blocks(mixer: TrackMixer, mastering: Mastering, *,
+                    lossy: bool = False) -> Iterator[np.ndarray]:
     """The mix with gain applied and a look-ahead true-peak limiter, delay compensated."""
-    limiter = PeakLimiter(mixer.timeline.sample_rate, mixer.channels,
-                          ceiling_db=mixer.mix.true_peak_db)
+    ceiling = mixer.mix.true_peak_db - (CODEC_HEADROOM_DB if lossy else 0.0)
+    limiter = PeakLimiter(mixer.timeline.sample_rate, mixer.channels, ceiling_db=ceiling)
     gain = db_to_gain(mastering.gain_db)
     skip = limiter.latency_frames
     for block in mixer.blocks():
@@ -188,7 +215,10 @@ def plan_mastering(mixer: TrackMixer) -> Mastering:
     target = mixer.mix.loudness_lufs
     if target is None:
         return Mastering(math.nan, 0.0)
-    measured = measure(mixer)
-    if not math.isfinite(measured):
-        return Mastering(measured, 0.0)
-    return Mastering(measured, float(np.clip(target - measured, -30.0, 30.0)))
+    whole, voice = measure(mixer)
+    if not math.isfinite(whole):
+        return Mastering(whole, 0.0, voice)
+    gain = target - whole
+    if math.isfinite(voice):
+        gain = min(gain, target + VOICE_HEADROOM_LU - voice)
+    return Mastering(whole, float(np.clip(gain, -30.0, 30.0)), voice)

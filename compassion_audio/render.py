@@ -27,6 +27,7 @@ Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): stages are 'speech', 'measure', 'encode'."""
 
 OUTPUT_DIR = Path("output")
+LOSSY = ("mp3", "ogg", "opus", "m4a")
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,7 @@ def _write_audio(mixer: TrackMixer, mastering: Mastering, path: Path, export: Ex
     from . import tags as tagging
 
     sr = timeline.sample_rate
-    blocks = mastered_blocks(mixer, mastering)
+    blocks = mastered_blocks(mixer, mastering, lossy=export.format in LOSSY)
     if progress:
         blocks = _reporting(blocks, timeline.frames, progress)
     with atomic_output(path) as tmp, contextlib.ExitStack() as stack:
