@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
+import queue
 import re
+import threading
 from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Sequence
 
@@ -118,6 +120,9 @@ def synthesize_clips(sentences: Sequence[str], engine: SpeechEngine, cache: Clip
 
     The lexicon rewrites what is spoken; the cache key is the spoken text plus
     the engine's identity and the rate, so unchanged phrases are never re-spoken.
+    Cache misses are spoken on a second thread while this one trims and
+    level-matches the previous phrase (the engine itself runs in its own
+    process, or releases the GIL), so synthesis and processing overlap.
     ``progress(done, total)`` is called after each distinct sentence.
     """
     distinct = list(dict.fromkeys(sentences))
@@ -125,27 +130,71 @@ def synthesize_clips(sentences: Sequence[str], engine: SpeechEngine, cache: Clip
     # keys each phrase on its own identity, so re-recording one re-renders only that one.
     identity_for = getattr(engine, "identity_for", None)
     shared_identity = None if identity_for else engine.identity()
-    clips: dict[str, Clip] = {}
-    by_spoken: dict[str, Clip] = {}
-    for done, sentence in enumerate(distinct, start=1):
+    found: dict[str, Clip] = {}
+    wanted: dict[str, tuple[str, str]] = {}  # spoken -> (cache key, first sentence)
+    for sentence in distinct:
         spoken = apply_lexicon(sentence, lexicon)
+        if not spoken.strip():
+            raise SpeechError(f"nothing to say in {_quote(sentence)}")
+        if spoken in found or spoken in wanted:
+            continue
         identity = identity_for(spoken) if identity_for else shared_identity
-        clip = by_spoken.get(spoken) or _cached_or_spoken(spoken, engine, cache, identity, sample_rate,
-                                                          sentence)
-        by_spoken[spoken] = clip
-        clips[sentence] = replace(clip, text=sentence)
+        key = cache.key(identity, spoken, sample_rate)
+        clip = cache.get(key)
+        if clip is not None:
+            found[spoken] = clip
+        else:
+            wanted[spoken] = (key, sentence)
+    done = len(distinct) - len(wanted)
+    for spoken, audio in _spoken_ahead(engine, list(wanted)):
+        key, sentence = wanted[spoken]
+        processed = process_clip(audio, sample_rate, sentence)
+        found[spoken] = cache.put(key, spoken, processed.samples, processed.lead_frames,
+                                  processed.tail_frames)
+        done += 1
         if progress is not None:
             progress(done, len(distinct))
-    return clips
+    if progress is not None and not wanted:
+        progress(len(distinct), len(distinct))
+    return {s: replace(found[apply_lexicon(s, lexicon)], text=s) for s in distinct}
 
 
-def _cached_or_spoken(spoken: str, engine: SpeechEngine, cache: ClipCache, identity: dict,
-                      sample_rate: int, sentence: str) -> Clip:
-    if not spoken.strip():
-        raise SpeechError(f"nothing to say in {_quote(sentence)}")
-    key = cache.key(identity, spoken, sample_rate)
-    clip = cache.get(key)
-    if clip is not None:
-        return clip
-    processed = process_clip(engine.synthesize(spoken), sample_rate, sentence)
-    return cache.put(key, spoken, processed.samples, processed.lead_frames, processed.tail_frames)
+_AHEAD = 4
+"""Phrases the synthesis thread may run ahead of processing."""
+
+
+def _spoken_ahead(engine: SpeechEngine, texts: list[str]):
+    """Yield (text, audio) in order, synthesising on one helper thread (the engine's only user)."""
+    if not texts:
+        return
+    results: queue.Queue = queue.Queue(maxsize=_AHEAD)
+    stop = threading.Event()
+
+    def produce() -> None:
+        for text in texts:
+            if stop.is_set():
+                return
+            try:
+                item = (text, engine.synthesize(text), None)
+            except BaseException as exc:  # handed to the consumer, raised there
+                item = (text, None, exc)
+            while not stop.is_set():
+                try:
+                    results.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item[2] is not None:
+                return
+
+    worker = threading.Thread(target=produce, name="compassion-audio-speech", daemon=True)
+    worker.start()
+    try:
+        for _ in texts:
+            text, audio, error = results.get()
+            if error is not None:
+                raise error
+            yield text, audio
+    finally:
+        stop.set()
+        worker.join()

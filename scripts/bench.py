@@ -149,13 +149,25 @@ def piper_synthesis(script_text: str) -> float:
     return time.perf_counter() - t
 
 
+def _piper_synthesis_in_child(script: Path) -> float:
+    # A child process, so the model's ~300 MB never counts in a later render's peak RSS
+    # (Linux keeps ru_maxrss across fork+exec: a big parent inflates its children).
+    proc = subprocess.run([sys.executable, __file__, "--piper-synthesis-of", str(script)],
+                          capture_output=True, text=True, check=True)
+    return float(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--long-minutes", type=float, default=60.0)
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-piper", action="store_true")
+    parser.add_argument("--piper-synthesis-of", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.piper_synthesis_of:
+        print(piper_synthesis(args.piper_synthesis_of.read_text()))
+        return
     os.environ.setdefault("PYTHONWARNINGS", "ignore")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -174,7 +186,7 @@ def main() -> None:
         if not args.skip_piper:
             piper = {"cold": run_render(script, work / "piper.mp3", work / "cache-piper", voice="neural-joe"),
                      "warm": run_render(script, work / "piper2.mp3", work / "cache-piper", voice="neural-joe"),
-                     "synth": piper_synthesis(text)}
+                     "synth": _piper_synthesis_in_child(script)}
         long_script = work / "long.txt"
         long_script.write_text(make_script(args.long_minutes, seed=2))
         long = run_render(long_script, work / "long.mp3", work / "cache-long")
