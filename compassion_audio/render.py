@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
-import os
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import re
 import sys
@@ -18,6 +17,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from . import markers
 from .errors import ExerciseNotFound, MarkerError, ParameterError, TemplateError
 from .segments import Bell, Breathe, Chapter, Pause, Script, Segment, Speech
+from .template_params import TYPE_WORDS, Param, check_type, from_string, in_range, parse_params
 from .text import clean_text, join_and, tidy_lines, word_count
 
 if sys.version_info >= (3, 11):
@@ -27,27 +27,9 @@ else:  # pragma: no cover - Python 3.10
 
 ENV_VAR = "COMPASSION_AUDIO_EXERCISES"
 LENGTHS = ("short", "standard", "long")
-PARAM_TYPES = ("str", "int", "float", "bool", "list")
 FRONT_KEYS = ("title", "summary", "lengths", "group", "params")
-PARAM_KEYS = ("type", "default", "help", "min", "max")
-_TRUE, _FALSE = ("yes", "true", "1", "on"), ("no", "false", "0", "off")
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.DOTALL)
 _EMPTY: Mapping[str, object] = MappingProxyType({})
-
-
-@dataclass(frozen=True)
-class Param:
-    """One declared template parameter."""
-
-    name: str
-    """Dotted name, e.g. ``place.sight``."""
-    type: str
-    """str, int, float, bool or list (of strings)."""
-    default: object
-    required: bool
-    help: str
-    min: float | None
-    max: float | None
 
 
 @dataclass(frozen=True)
@@ -152,7 +134,7 @@ def coerce_values(exercise: Exercise, raw: Mapping[str, str], source: str = "-s"
             maybe = f"did you mean {close[0]}? " if close else ""
             raise ParameterError(f"unknown parameter '{key}' for {exercise.name}", source=source,
                                  hint=f"{maybe}known parameters: {known}")
-        values[key] = _from_string(param, str(text), source)
+        values[key] = from_string(param, str(text), source)
     return values
 
 
@@ -277,7 +259,7 @@ def _front_matter(front: str, fm_lines: list[str], source: str) -> dict[str, Any
         raise fail("group", "'group' must be true or false")
     if not isinstance(data.get("params", {}), dict):
         raise fail("params", "'params' must be a table", "start it with a [params] line")
-    data["params"] = _params(data.get("params", {}), "", fail)
+    data["params"] = parse_params(data.get("params", {}), "", fail)
     return data
 
 
@@ -289,103 +271,6 @@ def _key_line(fm_lines: list[str], key: str) -> int:
             if pattern.match(line):
                 return index + 2
     return 1
-
-
-def _params(table: dict, prefix: str, fail) -> dict[str, Param]:
-    params: dict[str, Param] = {}
-    for key, spec in table.items():
-        name = prefix + key
-        nested = isinstance(spec, dict) and spec and all(isinstance(v, dict) for v in spec.values())
-        if nested and not set(spec) & set(PARAM_KEYS):
-            params.update(_params(spec, name + ".", fail))
-        else:
-            params[name] = _param(name, spec, fail)
-    for name in params:
-        if any(other.startswith(name + ".") for other in params):
-            raise fail(name, f"parameter '{name}' clashes with a dotted parameter under it")
-    return params
-
-
-def _param(name: str, spec: object, fail) -> Param:
-    if not isinstance(spec, dict):
-        raise fail(name, f"parameter '{name}' must be a table",
-                   f'write {name} = {{ type = "str", default = "", help = "..." }}')
-    for key in spec:
-        if key not in PARAM_KEYS:
-            raise fail(name, f"unknown key '{key}' in parameter '{name}'", f"keys are {', '.join(PARAM_KEYS)}")
-    kind = spec.get("type", "str")
-    if kind not in PARAM_TYPES:
-        raise fail(name, f"unknown type {kind!r} for parameter '{name}'", f"types are {', '.join(PARAM_TYPES)}")
-    if not isinstance(spec.get("help", ""), str):
-        raise fail(name, f"help for '{name}' must be text in quotes")
-    bounds = [spec.get(k) for k in ("min", "max")]
-    for bound in (b for b in bounds if b is not None):
-        if kind not in ("int", "float") or isinstance(bound, bool) or not isinstance(bound, (int, float)):
-            raise fail(name, f"min/max for '{name}' need a number and an int or float parameter")
-    param = Param(name, kind, spec.get("default"), "default" not in spec, spec.get("help", ""),
-                  *[None if b is None else float(b) for b in bounds])
-    if not param.required:
-        default = _check_type(param, param.default)
-        if default is None:
-            raise fail(name, f"default for '{name}' must be {_TYPE_WORDS[kind]}, "
-                             f"not {type(param.default).__name__} {param.default!r}")
-        if _out_of_range(param, default):
-            raise fail(name, f"default for '{name}' is outside min/max")
-        param = replace(param, default=default)
-    return param
-
-
-_TYPE_WORDS = {"str": "text", "int": "a whole number", "float": "a number",
-               "bool": "true or false", "list": "a list of text"}
-
-
-def _check_type(param: Param, value: object) -> object | None:
-    """The value in the parameter's type, or None when it is of another type."""
-    if param.type == "str":
-        return value if isinstance(value, str) else None
-    if param.type == "bool":
-        return value if isinstance(value, bool) else None
-    if param.type == "list":
-        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
-        return list(value) if ok else None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if param.type == "int":
-        return value if isinstance(value, int) else None
-    return float(value) if math.isfinite(value) else None
-
-
-def _out_of_range(param: Param, value: object) -> bool:
-    if param.type not in ("int", "float"):
-        return False
-    return (param.min is not None and value < param.min) or (param.max is not None and value > param.max)
-
-
-def _from_string(param: Param, text: str, source: str) -> object:
-    value: object = None
-    if param.type == "str":
-        value = text
-    elif param.type == "list":
-        value = [item.strip() for item in text.split(";" if ";" in text else ",") if item.strip()]
-    elif param.type == "bool" and text.strip().lower() in _TRUE + _FALSE:
-        value = text.strip().lower() in _TRUE
-    elif param.type == "int" and re.fullmatch(r"\s*[-+]?[0-9]{1,15}\s*", text):
-        value = int(text)
-    elif param.type == "float" and re.fullmatch(r"\s*[-+]?([0-9]{1,15}(\.[0-9]*)?|\.[0-9]+)\s*", text):
-        value = float(text)
-    if value is None:
-        raise ParameterError(f"'{param.name}' must be {_TYPE_WORDS[param.type]}, got {text!r}", source=source,
-                             hint="use yes or no" if param.type == "bool" else None)
-    return _in_range(param, value, source)
-
-
-def _in_range(param: Param, value: object, source: str) -> object:
-    if _out_of_range(param, value):
-        low = "" if param.min is None else f" from {param.min:g}"
-        high = "" if param.max is None else f" up to {param.max:g}"
-        raise ParameterError(f"'{param.name}' is {value}, outside its range", source=source,
-                             hint=f"give a value{low}{high}")
-    return value
 
 
 def _length(exercise: Exercise, length: str | None) -> str:
@@ -415,12 +300,12 @@ def _context(exercise: Exercise, values: Mapping[str, object], group: bool) -> d
         if name in given:
             value = given[name]
             if isinstance(value, str) and param.type != "str":
-                value = _from_string(param, value, exercise.name)
-            typed = _check_type(param, value)
+                value = from_string(param, value, exercise.name)
+            typed = check_type(param, value)
             if typed is None:
-                raise ParameterError(f"'{name}' must be {_TYPE_WORDS[param.type]}, got {value!r}",
+                raise ParameterError(f"'{name}' must be {TYPE_WORDS[param.type]}, got {value!r}",
                                      source=exercise.name)
-            value = _in_range(param, typed, exercise.name)
+            value = in_range(param, typed, exercise.name)
         elif param.required:
             raise ParameterError(f"missing required parameter '{name}'", source=exercise.name,
                                  hint=f"pass it with -s {name}=...")

@@ -1,7 +1,6 @@
 """End to end: render real files, decode them independently, and measure the audio."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
