@@ -16,7 +16,7 @@ import numpy as np
 
 from .timeline import Clip
 
-PROCESSING_VERSION = 3
+PROCESSING_VERSION = 4
 """Bump whenever speech.py's trimming, fading or level-matching changes: old clips then miss."""
 
 _HEX2 = re.compile(r"[0-9a-f]{2}")
@@ -98,23 +98,24 @@ class ClipCache:
         if (samples.dtype != np.float32 or samples.ndim != 1 or samples.shape[0] != frames
                 or lead < 0 or tail < 0 or lead + tail > frames):
             return None
-        return Clip(text=text, path=npy, frames=frames, lead_frames=lead, tail_frames=tail)
+        return Clip(text=text, path=npy, frames=frames, lead_frames=lead, tail_frames=tail,
+                    true_peak=float(meta.get("true_peak", 1.0)))
 
     def put(self, key: str, text: str, samples: np.ndarray, lead_frames: int,
-            tail_frames: int) -> Clip:
+            tail_frames: int, true_peak: float = 1.0) -> Clip:
         """Store a processed clip atomically (samples first; the sidecar marks it complete)."""
         npy, sidecar = self._paths(key)
         npy.parent.mkdir(parents=True, exist_ok=True)
         data = np.ascontiguousarray(samples, dtype=np.float32).reshape(-1)
         meta = {"frames": int(data.shape[0]), "lead_frames": int(lead_frames),
-                "tail_frames": int(tail_frames), "text": text,
+                "tail_frames": int(tail_frames), "text": text, "true_peak": float(true_peak),
                 "processing": PROCESSING_VERSION}
         # Remove the sidecar first so a crash between the two writes leaves a miss.
         sidecar.unlink(missing_ok=True)
         _write_atomic(npy, lambda fh: np.save(fh, data, allow_pickle=False))
         _write_atomic(sidecar, lambda fh: fh.write(json.dumps(meta, ensure_ascii=False).encode("utf-8")))
         return Clip(text=text, path=npy, frames=meta["frames"], lead_frames=int(lead_frames),
-                    tail_frames=int(tail_frames))
+                    tail_frames=int(tail_frames), true_peak=float(true_peak))
 
     def _files(self) -> list[Path]:
         """Only files this cache wrote: the root may be a folder the user shares with others."""

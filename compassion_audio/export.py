@@ -4,7 +4,9 @@ from __future__ import annotations
 import contextlib
 import os
 import subprocess
+import queue
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -63,10 +65,7 @@ def encode(blocks: Iterable[np.ndarray], path: Path, *, sample_rate: int, channe
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=errors)
         try:
-            for block in blocks:
-                proc.stdin.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
-        except BrokenPipeError:
-            pass
+            _feed(proc.stdin, blocks)
         except BaseException:
             proc.kill()
             proc.wait()
@@ -80,6 +79,43 @@ def encode(blocks: Iterable[np.ndarray], path: Path, *, sample_rate: int, channe
             lines = errors.read().decode("utf-8", "replace").strip().splitlines()
             raise AudioError(f"ffmpeg could not write {fmt}: {lines[-1] if lines else f'exit {code}'}")
     return path
+
+
+_QUEUED_BLOCKS = 8
+"""Blocks the mixer may run ahead of the encoder (8 x 64k frames: ~2 MB of float32 mono)."""
+
+
+def _feed(pipe, blocks: Iterable[np.ndarray]) -> None:
+    """Write blocks to ffmpeg from a helper thread, so mixing and encoding run side by side.
+
+    Writing from this thread would make them take turns: a pipe holds only 64 KB,
+    so the mixer would wait for the encoder on every block and the encoder for
+    the mixer between blocks.
+    """
+    pending: queue.Queue = queue.Queue(maxsize=_QUEUED_BLOCKS)
+    failed: list[BaseException] = []
+
+    def write() -> None:
+        while (data := pending.get()) is not None:
+            if failed:
+                continue  # drain so the producer never blocks
+            try:
+                pipe.write(data)
+            except BaseException as exc:  # BrokenPipeError: ffmpeg stopped; it says why
+                failed.append(exc)
+
+    writer = threading.Thread(target=write, name="compassion-audio-encode", daemon=True)
+    writer.start()
+    try:
+        for block in blocks:
+            pending.put(np.ascontiguousarray(block, dtype="<f4").tobytes())
+            if failed:
+                break
+    finally:
+        pending.put(None)
+        writer.join()
+    if failed and not isinstance(failed[0], BrokenPipeError):
+        raise failed[0]
 
 
 def _quality(fmt: str, bitrate: str | None) -> list[str]:

@@ -257,14 +257,20 @@ class PeakLimiter:
         self._delay = np.zeros((self.latency_frames, channels))
         self._one_dimensional = False
 
-    def process(self, block: np.ndarray) -> np.ndarray:
-        """Limit the next frames; returns as many frames, ``latency_frames`` late."""
+    def process(self, block: np.ndarray, peak_bound: float | None = None) -> np.ndarray:
+        """Limit the next frames; returns as many frames, ``latency_frames`` late.
+
+        ``peak_bound``, when the caller knows one, is an upper bound of the block's
+        true peak (e.g. from its sources' measured peaks): under the target, the
+        4x detector is skipped.
+        """
         mono_in = self._one_dimensional = np.ndim(block) == 1
         data = _as_frames(block, self.channels)
         n = data.shape[0]
         if n == 0:
             return np.zeros((0,) if mono_in else (0, self.channels), dtype=np.float32)
-        if self._idle() and float(np.abs(data).max()) * _OVERSHOOT_BOUND < self._target:
+        bound = float(np.abs(data).max()) * _OVERSHOOT_BOUND if peak_bound is None else peak_bound
+        if self._idle() and bound < self._target:
             # Nothing here can reach the ceiling and no earlier peak is still
             # releasing: the output is the delayed input, exactly as the full
             # path would compute it (required gain 1 everywhere).
@@ -331,3 +337,16 @@ def limit(samples: np.ndarray, sample_rate: int, ceiling_db: float = -1.0, *,
     parts = [limiter.process(data[i:i + _CHUNK_FRAMES]) for i in range(0, data.shape[0], _CHUNK_FRAMES)]
     out = np.concatenate([*parts, limiter.flush()])
     return out[limiter.latency_frames:]
+
+
+def true_peak(samples: np.ndarray) -> float:
+    """4x-oversampled peak of a whole array, linear (the same detector as the meter's)."""
+    data = np.asarray(samples, dtype=np.float32)
+    channels = 1 if data.ndim == 1 else data.shape[1]
+    detector = _PeakDetector(channels)
+    peak = 0.0
+    for i in range(0, data.shape[0], _CHUNK_FRAMES):
+        chunk = _as_frames(data[i:i + _CHUNK_FRAMES], channels)
+        peak = max(peak, float(detector.process(chunk).max(initial=0.0)))
+    pending = detector.pending()
+    return max(peak, float(pending.max()) if pending.size else 0.0)

@@ -18,7 +18,7 @@ import numpy as np
 
 from .audio import db_to_gain, seconds_to_frames
 from .config import BreathingSettings, MixSettings
-from .loudness import LoudnessMeter, PeakLimiter
+from .loudness import LoudnessMeter, PeakLimiter, true_peak
 from .speech import TARGET_RMS_DB
 from .tones import BreathPattern, render_tones
 from .timeline import Timeline
@@ -28,6 +28,8 @@ SPEECH_RMS_DB = TARGET_RMS_DB
 BELL_PEAK_DB = -12.0
 """Bell peak before mastering: soft, well under the voice's peaks."""
 BLOCK_FRAMES = 1 << 16
+TONE_PEAK = 1.25
+"""Bound of a pacing tone's true peak before its gain (tones.py keeps peaks near 1.0)."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class _Placed:
     end: int
     kind: str
     source: object
+    peak: float = 1.0
+    """Upper bound of this source's true peak in the mix, linear."""
 
 
 class TrackMixer:
@@ -48,8 +52,10 @@ class TrackMixer:
         self.breathing = breathing
         self.bell = bell
         self.bed = bed
+        self._bed_peak = true_peak(bed.loop) if bed is not None else 0.0
         self.block_frames = block_frames
         self.channels = mix.channels
+        self._bell_peak = db_to_gain(BELL_PEAK_DB) * true_peak(bell) if bell is not None and bell.size else 0.0
         self._short = self._placements(timeline)
         self._short_starts = [p.start for p in self._short]
         self._short_max = max((p.end - p.start for p in self._short), default=0)
@@ -68,9 +74,10 @@ class TrackMixer:
         placed = []
         for e in timeline.events:
             if e.kind == "speech" and e.clip is not None:
-                placed.append(_Placed(e.clip_start, e.clip_start + e.clip.frames, "speech", e.clip.path))
+                placed.append(_Placed(e.clip_start, e.clip_start + e.clip.frames, "speech", e.clip.path,
+                                      e.clip.true_peak))
             elif e.kind == "bell" and self.bell is not None and self.bell.size:
-                placed.append(_Placed(e.start, e.start + self.bell.shape[0], "bell", None))
+                placed.append(_Placed(e.start, e.start + self.bell.shape[0], "bell", None, self._bell_peak))
         placed.sort(key=lambda p: p.start)
         return placed
 
@@ -102,6 +109,19 @@ class TrackMixer:
         """The raw mix, ``(frames, channels)`` float32 blocks covering the whole track."""
         for a in range(0, self.timeline.frames, self.block_frames):
             yield self.render(a, min(self.block_frames, self.timeline.frames - a))
+
+    def peak_bound(self, a: int, n: int) -> float:
+        """An upper bound of the true peak of frames [a, a+n): the sum of the peaks of
+        every source sounding there (sources' true peaks add at worst)."""
+        b = a + n
+        lo = bisect_left(self._short_starts, a - self._short_max)
+        hi = bisect_left(self._short_starts, b)
+        bound = sum(p.peak for p in self._short[lo:hi] if p.end > a)
+        tone_gain = db_to_gain(SPEECH_RMS_DB + self.breathing.level_db + 3.0)
+        bound += sum(TONE_PEAK * tone_gain for t in self._tones if t.end > a and t.start < b)
+        if self.bed is not None:
+            bound += self._bed_peak * db_to_gain(self.mix.background_level_db)
+        return bound
 
     def render(self, a: int, n: int) -> np.ndarray:
         """Frames [a, a+n) of the raw mix: a pure function of the frame numbers."""
@@ -196,8 +216,9 @@ def mastered_blocks(mixer: TrackMixer, mastering: Mastering, *,
     limiter = PeakLimiter(mixer.timeline.sample_rate, mixer.channels, ceiling_db=ceiling)
     gain = db_to_gain(mastering.gain_db)
     skip = limiter.latency_frames
-    for block in mixer.blocks():
-        out = limiter.process(block * gain)
+    for a, block in zip(range(0, mixer.timeline.frames, mixer.block_frames), mixer.blocks()):
+        bound = mixer.peak_bound(max(0, a - limiter.latency_frames), block.shape[0] + limiter.latency_frames)
+        out = limiter.process(block * gain, peak_bound=bound * gain)
         if skip:
             drop = min(skip, out.shape[0])
             out, skip = out[drop:], skip - drop

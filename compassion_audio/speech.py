@@ -14,7 +14,7 @@ from .audio import Audio, audible_bounds, db_to_gain, fade_edges, gain_to_db, pe
 from .cache import ClipCache
 from .engines.base import SpeechEngine
 from .errors import SpeechError
-from .loudness import limit
+from .loudness import limit, true_peak
 from .timeline import Clip
 
 LEAD_SECONDS = 0.010
@@ -52,6 +52,7 @@ class ProcessedClip:
     samples: np.ndarray
     lead_frames: int
     tail_frames: int
+    true_peak: float = 1.0
 
 
 def apply_lexicon(text: str, lexicon: Mapping[str, str] | None) -> str:
@@ -99,7 +100,7 @@ def process_clip(audio: Audio, sample_rate: int, phrase: str) -> ProcessedClip:
         cut = _match_level(cut, first - start, end - start, sample_rate)
         cut = limit(cut, sample_rate, ceiling_db=TARGET_RMS_DB + PEAK_TO_RMS_DB, true_peak=False)
     cut = _match_level(cut, first - start, end - start, sample_rate)
-    return ProcessedClip(cut, first - start, stop - end)
+    return ProcessedClip(cut, first - start, stop - end, true_peak(cut))
 
 
 def _match_level(cut: np.ndarray, first: int, end: int, sample_rate: int) -> np.ndarray:
@@ -150,7 +151,7 @@ def synthesize_clips(sentences: Sequence[str], engine: SpeechEngine, cache: Clip
         key, sentence = wanted[spoken]
         processed = process_clip(audio, sample_rate, sentence)
         found[spoken] = cache.put(key, spoken, processed.samples, processed.lead_frames,
-                                  processed.tail_frames)
+                                  processed.tail_frames, processed.true_peak)
         done += 1
         if progress is not None:
             progress(done, len(distinct))

@@ -18,6 +18,9 @@ class Clip:
     """Frames before audible speech starts (a short margin kept so onsets are not cut)."""
     tail_frames: int
     """Frames after audible speech ends (a short decay margin)."""
+    true_peak: float = 1.0
+    """4x-oversampled peak of the stored clip, linear (1.0: unknown). Lets the final
+    limiter skip blocks that cannot reach its ceiling."""
 
     @property
     def audible_frames(self) -> int:
