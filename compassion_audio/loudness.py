@@ -269,7 +269,10 @@ class PeakLimiter:
         n = data.shape[0]
         if n == 0:
             return np.zeros((0,) if mono_in else (0, self.channels), dtype=np.float32)
-        bound = float(np.abs(data).max()) * _OVERSHOOT_BOUND if peak_bound is None else peak_bound
+        if peak_bound is None:
+            overshoot = _OVERSHOOT_BOUND if isinstance(self._detector, _PeakDetector) else 1.0
+            peak_bound = float(np.abs(data).max()) * overshoot
+        bound = peak_bound
         if self._idle() and bound < self._target:
             # Nothing here can reach the ceiling and no earlier peak is still
             # releasing: the output is the delayed input, exactly as the full
@@ -310,6 +313,8 @@ class PeakLimiter:
 
     def _release(self, lowest: np.ndarray) -> np.ndarray:
         """Gain reduction held and decayed exponentially: r[n] = max(1-lowest[n], r[n-1]*k)."""
+        if self._reduction == 0.0 and bool(np.all(lowest >= 1.0)):
+            return np.ones(lowest.size)  # nothing to reduce, nothing still releasing
         n = np.arange(lowest.size, dtype=np.float64)
         with np.errstate(divide="ignore"):
             log_wanted = np.log(np.maximum(1.0 - lowest, 0.0))
