@@ -5,6 +5,8 @@ import math
 import queue
 import re
 import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Sequence
 
@@ -148,19 +150,36 @@ def synthesize_clips(sentences: Sequence[str], engine: SpeechEngine, cache: Clip
         else:
             wanted[spoken] = (key, sentence)
     done = len(distinct) - len(wanted)
-    for spoken, audio in _spoken_ahead(engine, list(wanted)):
+
+    def finish(spoken: str, audio: Audio) -> Clip:
         key, sentence = wanted[spoken]
         processed = process_clip(audio, sample_rate, sentence)
-        found[spoken] = cache.put(key, spoken, processed.samples, processed.lead_frames,
-                                  processed.tail_frames, processed.true_peak)
+        return cache.put(key, spoken, processed.samples, processed.lead_frames,
+                         processed.tail_frames, processed.true_peak)
+
+    def collect(spoken: str, future) -> None:
+        nonlocal done
+        found[spoken] = future.result()
         done += 1
         if progress is not None:
             progress(done, len(distinct))
+
+    # Two processing threads (numpy and scipy release the GIL in the heavy parts);
+    # at most _AHEAD phrases wait, so memory does not grow with the script.
+    with ThreadPoolExecutor(max_workers=_PROCESSING_THREADS) as pool:
+        pending: deque = deque()
+        for spoken, audio in _spoken_ahead(engine, list(wanted)):
+            pending.append((spoken, pool.submit(finish, spoken, audio)))
+            if len(pending) > _AHEAD:
+                collect(*pending.popleft())
+        while pending:
+            collect(*pending.popleft())
     if progress is not None and not wanted:
         progress(len(distinct), len(distinct))
     return {s: replace(found[apply_lexicon(s, lexicon)], text=s) for s in distinct}
 
 
+_PROCESSING_THREADS = 2
 _AHEAD = 4
 """Phrases the synthesis thread may run ahead of processing."""
 
