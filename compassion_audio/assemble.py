@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from .audio import seconds_to_frames
 from .config import BreathingSettings, MixSettings, VoiceSettings
 from .errors import SpeechError
+from .text import quote_phrase
 from .segments import Bell, Breathe, Chapter, Pause, Script, Speech
 from .timeline import Chapter as TimelineChapter
 from .timeline import Clip, Event, Timeline
@@ -53,7 +54,7 @@ def plan_timeline(script: Script, clips: Mapping[str, Clip], *, voice: VoiceSett
         if isinstance(seg, Speech):
             clip = clips.get(seg.text)
             if clip is None:
-                raise SpeechError(f"no synthesised audio for the phrase {seg.text[:60]!r}")
+                raise SpeechError(f"no synthesised audio for the phrase {quote_phrase(seg.text)}")
             if pending_gap is not None:
                 gap = pending_gap
             else:

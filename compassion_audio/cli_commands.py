@@ -188,10 +188,9 @@ def render_command(exercise, sets, client, length, group, exercise_dirs, output,
     if personal_name and not title:
         tags["title"] = f"{script.title} - for {personal_name}"
     if output is None and personal_name:
-        fmt_ext = fmt or "mp3"
         slug = re.sub(r"[^A-Za-z0-9]+", "-", personal_name).strip("-").lower() or "client"
-        output = rendering.default_output(ex, script, fmt_ext).with_name(
-            f"{slug}-{rendering.default_output(ex, script, fmt_ext).name}")
+        default = rendering.default_output(ex, script, fmt or "mp3")
+        output = default.with_name(f"{slug}-{default.name}")
     request = rendering.TrackRequest(
         exercise=ex.name if ex.builtin else str(ex.path), values=values,
         length=length or profile.length, group=group, voice_profile=voice_profile,

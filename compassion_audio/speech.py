@@ -17,6 +17,7 @@ from .cache import ClipCache
 from .engines.base import SpeechEngine
 from .errors import SpeechError
 from .loudness import limit, true_peak
+from .text import quote_phrase
 from .timeline import Clip
 
 LEAD_SECONDS = 0.010
@@ -88,7 +89,7 @@ def process_clip(audio: Audio, sample_rate: int, phrase: str) -> ProcessedClip:
     samples = audio.mono().resampled(sample_rate).samples
     peak = peak_db(samples)
     if not peak >= SILENT_PEAK_DB:
-        raise SpeechError(f"the speech engine produced no audible speech for {_quote(phrase)}")
+        raise SpeechError(f"the speech engine produced no audible speech for {quote_phrase(phrase)}")
     threshold = max(peak - THRESHOLD_BELOW_PEAK_DB, THRESHOLD_FLOOR_DB)
     first, end = audible_bounds(samples, sample_rate, threshold_db=threshold)
     start = max(0, first - seconds_to_frames(LEAD_SECONDS, sample_rate))
@@ -110,11 +111,6 @@ def _match_level(cut: np.ndarray, first: int, end: int, sample_rate: int) -> np.
     gain_db = TARGET_RMS_DB - active_rms_db(cut[first:end], sample_rate)
     gain_db = min(gain_db, PEAK_CEILING_DB - peak_db(cut))
     return (cut * np.float32(db_to_gain(gain_db))).astype(np.float32)
-
-
-def _quote(text: str) -> str:
-    short = " ".join(text.split())
-    return repr(short if len(short) <= 60 else short[:57] + "...")
 
 
 def synthesize_clips(sentences: Sequence[str], engine: SpeechEngine, cache: ClipCache, *,
@@ -139,7 +135,7 @@ def synthesize_clips(sentences: Sequence[str], engine: SpeechEngine, cache: Clip
     for sentence in distinct:
         spoken = apply_lexicon(sentence, lexicon)
         if not spoken.strip():
-            raise SpeechError(f"nothing to say in {_quote(sentence)}")
+            raise SpeechError(f"nothing to say in {quote_phrase(sentence)}")
         if spoken in found or spoken in wanted:
             continue
         identity = identity_for(spoken) if identity_for else shared_identity

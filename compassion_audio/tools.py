@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import ctypes.util
 import functools
 import os
 import shutil
 import warnings
+
+from pathlib import Path
 
 from .errors import EngineUnavailable
 
@@ -65,3 +68,19 @@ def prepare_espeak() -> str:
     path = espeakng_loader.get_library_path()
     ctypes.CDLL(path)
     return path
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file, hashed once per (path, mtime, size) in this process."""
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key not in _DIGESTS:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        _DIGESTS[key] = digest.hexdigest()
+    return _DIGESTS[key]

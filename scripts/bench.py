@@ -113,13 +113,21 @@ NAIVE = textwrap.dedent("""
     tmp = sys.argv[2] + ".wav"
     for seg in markers.parse(text, source="naive"):
         if isinstance(seg, Speech):
+            if os.path.exists(tmp):
+                os.remove(tmp)
             engine.save_to_file(seg.text, tmp)
             engine.runAndWait()
-            for _ in range(500):
-                if os.path.getsize(tmp) > 44:
-                    break
+            # runAndWait can return before the file is written (engine-notes): poll for it.
+            clip = None
+            for _ in range(1000):
+                try:
+                    clip = AudioSegment.from_wav(tmp)
+                    if len(clip):
+                        break
+                except Exception:
+                    pass
                 time.sleep(0.01)
-            track += AudioSegment.from_wav(tmp).set_frame_rate(44100)
+            track += clip.set_frame_rate(44100)
         elif isinstance(seg, Pause):
             track += AudioSegment.silent(duration=seg.seconds * 1000, frame_rate=44100)
     track.export(sys.argv[2], format="mp3", bitrate="160k")
@@ -130,7 +138,9 @@ NAIVE = textwrap.dedent("""
 
 def naive(script: Path, out: Path) -> dict:
     proc = subprocess.run([sys.executable, "-c", NAIVE, str(script), str(out)],
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"naive baseline failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

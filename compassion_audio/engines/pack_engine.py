@@ -1,7 +1,6 @@
 """Recorded voice packs: a folder of numbered human recordings (001.wav ...) used as a speech engine."""
 from __future__ import annotations
 
-import hashlib
 import wave
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -10,24 +9,11 @@ import numpy as np
 
 from ..audio import DEFAULT_RATE, Audio, decode_file, fade_edges, gain_to_db
 from ..errors import OutputError, SpeechError
+from ..tools import file_sha256
 from ..recording_sheet import MANIFEST, normalise_phrase, read_manifest
 from .base import EngineVoice, SpeechEngine
 
 _NOT_AUDIO = {".json", ".txt", ".html", ".md", ".toml", ".npy", ".part"}
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, hashed once per (path, mtime, size) in this process."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        _DIGESTS[key] = digest.hexdigest()
-    return _DIGESTS[key]
 
 
 def recording_for(pack_dir: Path, number: str) -> Path | None:

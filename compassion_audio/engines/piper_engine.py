@@ -12,7 +12,7 @@ import numpy as np
 from ..audio import Audio
 from ..errors import EngineUnavailable, SpeechError, VoiceError
 from .base import EngineVoice
-from .pack_engine import file_sha256
+from ..tools import file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..voices import VoiceProfile

@@ -21,6 +21,7 @@ from .. import tools
 from ..audio import DEFAULT_RATE, Audio, decode_file
 from ..config import VoiceSettings
 from ..errors import EngineUnavailable, SpeechError, VoiceError
+from ..text import quote_phrase
 from .base import EngineVoice
 
 WORKER_MODULE = "compassion_audio.engines._pyttsx3_worker"
@@ -189,11 +190,6 @@ def decode_engine_file(path: Path) -> Audio:
     return Audio(data.astype(np.float32, copy=False), seg.frame_rate)
 
 
-def _phrase(text: str) -> str:
-    short = " ".join(text.split())
-    return repr(short if len(short) <= 60 else short[:57] + "...")
-
-
 def _check_ranges(settings: VoiceSettings) -> None:
     if settings.pitch is not None and not 0 <= settings.pitch <= 100:
         raise VoiceError(f"pitch {settings.pitch} is outside 0-100")
@@ -277,7 +273,7 @@ class Pyttsx3Engine:
     def synthesize(self, text: str) -> Audio:
         """Raw engine audio for ``text``; a hang or crash restarts the worker and retries once."""
         if self._closed:
-            raise SpeechError(f"could not synthesise {_phrase(text)}: the engine is closed")
+            raise SpeechError(f"could not synthesise {quote_phrase(text)}: the engine is closed")
         failures: list[str] = []
         for _attempt in range(2):
             self._count += 1
@@ -289,7 +285,7 @@ class Pyttsx3Engine:
                 self._restart()
             finally:
                 path.unlink(missing_ok=True)
-        raise SpeechError(f"could not synthesise {_phrase(text)}: {failures[0]}; "
+        raise SpeechError(f"could not synthesise {quote_phrase(text)}: {failures[0]}; "
                           f"on retry: {failures[-1]}")
 
     def _synthesize_once(self, text: str, path: str) -> Audio:
