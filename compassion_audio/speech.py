@@ -162,7 +162,8 @@ def synthesize_clips(sentences: Sequence[str], engine: SpeechEngine, cache: Clip
 
     # Two processing threads (numpy and scipy release the GIL in the heavy parts);
     # at most _AHEAD phrases wait, so memory does not grow with the script.
-    with ThreadPoolExecutor(max_workers=_PROCESSING_THREADS) as pool:
+    threads = 1 if getattr(engine, "busy_cores", 0) >= _PROCESSING_THREADS else _PROCESSING_THREADS
+    with ThreadPoolExecutor(max_workers=threads) as pool:
         pending: deque = deque()
         for spoken, audio in _spoken_ahead(engine, list(wanted)):
             pending.append((spoken, pool.submit(finish, spoken, audio)))
