@@ -107,7 +107,7 @@ def test_personal_details_appear_in_solo_tracks():
 
 
 @pytest.mark.parametrize("length, minutes, rate, seconds, breaths_per_min", [
-    ("short", None, None, 120, None), ("standard", None, None, 300, None), ("long", None, None, 600, None),
+    ("short", None, None, 105, None), ("standard", None, None, 300, None), ("long", None, None, 600, None),
     ("short", 7.5, 5.5, 450, 5.5), ("long", 1, None, 60, None),
 ])
 def test_breathing_pacer_minutes_follow_length(length, minutes, rate, seconds, breaths_per_min):
