@@ -17,7 +17,8 @@ from .engines.base import SpeechEngine
 from .errors import SpeechError
 from .export import atomic_output, check_writable, encode, format_for
 from .mix import Mastering, TrackMixer, mastered_blocks, plan_mastering
-from .segments import Script
+from .segments import Bell, Breathe, Script
+from .tones import BreathPattern
 from .speech import synthesize_clips
 from .timeline import Timeline
 from .voices import VoiceProfile, create_engine, resolve_voice, voice_settings
@@ -130,6 +131,11 @@ def render_track(request: TrackRequest, *, engine: SpeechEngine | None = None,
     voice = request.voice or voice_settings(profile)
     request = replace(request, voice=voice)
     sentences = [s.text for s in script.speech]
+    sources = _load_sources(script, request.mix)
+    for stretch in (s for s in script.segments if isinstance(s, Breathe)):  # fail before speaking
+        BreathPattern.from_settings(request.breathing, breaths_per_min=stretch.breaths_per_min,
+                                    ratio=stretch.ratio)
+    BreathPattern.from_settings(request.breathing)
 
     own_engine = engine is None
     if own_engine:
@@ -147,7 +153,7 @@ def render_track(request: TrackRequest, *, engine: SpeechEngine | None = None,
             sentences, counting, cache, sample_rate=request.mix.sample_rate,
             lexicon=dict(profile.lexicon) or None,
             progress=(lambda d, t: progress("speech", d, t)) if progress else None)
-        timeline, mixer = _assemble(script, clips, request)
+        timeline, mixer = _assemble(script, clips, request, sources)
         mastering = plan_mastering(mixer)
         tags = {**default_tags(script, profile.name), **export.tags}
         _write_audio(mixer, mastering, path, export, tags, timeline, progress)
@@ -166,25 +172,39 @@ def _check_pack(engine: SpeechEngine, sentences: list[str], fallback) -> None:
         raise SpeechError(report)
 
 
-def _assemble(script: Script, clips, request: TrackRequest) -> tuple[Timeline, TrackMixer]:
+@dataclass(frozen=True)
+class _Sources:
+    """The non-speech sounds of a track, loaded before any synthesis so a bad bell or
+    background file fails at once rather than after minutes of speech."""
+
+    bell: object = None
+    ring_frames: int = 0
+    bed: object = None
+
+
+def _load_sources(script: Script, mix: MixSettings) -> _Sources:
     from . import bells
 
-    mix = request.mix
     sr = mix.sample_rate
-    bell = None
-    ring = 0
-    if mix.bells or any(s.__class__.__name__ == "Bell" for s in script.segments):
+    bell, ring, bed = None, 0, None
+    if mix.bells or any(isinstance(s, Bell) for s in script.segments):
         bell = bells.load_bell(mix.bell_file, sr) if mix.bell_file else bells.singing_bowl(sr)
         ring = bells.ring_frames(bell, sr)
-    timeline = plan_timeline(script, clips, voice=request.voice, breathing=request.breathing,
-                             mix=mix, bell_frames=0 if bell is None else bell.shape[0],
-                             bell_ring_frames=ring)
-    bed = None
     if mix.background:
         from .beds import Bed
 
         bed = Bed.from_setting(mix.background, sr, mix.channels)
-    mixer = TrackMixer(timeline, mix=mix, breathing=request.breathing, bell=bell, bed=bed)
+    return _Sources(bell, ring, bed)
+
+
+def _assemble(script: Script, clips, request: TrackRequest,
+              sources: _Sources) -> tuple[Timeline, TrackMixer]:
+    bell = sources.bell
+    timeline = plan_timeline(script, clips, voice=request.voice, breathing=request.breathing,
+                             mix=request.mix, bell_frames=0 if bell is None else bell.shape[0],
+                             bell_ring_frames=sources.ring_frames)
+    mixer = TrackMixer(timeline, mix=request.mix, breathing=request.breathing, bell=bell,
+                       bed=sources.bed)
     return timeline, mixer
 
 

@@ -75,8 +75,9 @@ def irreducible(script_text: str, mp3: Path, work: Path) -> dict:
     from compassion_audio.engines.pyttsx3_engine import Pyttsx3Engine
     from compassion_audio.tools import ffmpeg_exe
 
-    sentences = [s.text for s in markers.parse(script_text, source="bench").__iter__()
-                 if s.__class__.__name__ == "Speech"]
+    from compassion_audio.segments import Speech
+
+    sentences = [s.text for s in markers.parse(script_text, source="bench") if isinstance(s, Speech)]
     with Pyttsx3Engine(VoiceSettings()) as engine:
         engine.synthesize("Warm up.")
         t = time.perf_counter()

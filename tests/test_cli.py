@@ -371,6 +371,11 @@ def _errors(w: dict[str, Path]) -> list[tuple[str, list, str, type]]:
         ("pattern", ["render", tiny, "--pattern", "1,2", "-o", "x.wav"],
          "error: --pattern: '1,2' is not in,hold,out,hold seconds (write e.g. 4,1,6,1; holds may be 0)",
          ParameterError),
+        ("unknown-background", ["render", tiny, "--background", "rian", "-o", "x.wav"],
+         "error: background: unknown background 'rian' (choose one of pink, brown, rain, waves, "
+         "or give the path of an audio file)", ParameterError),
+        ("breathing-pattern-range", ["render", tiny, "--pattern", "0.1,0,0.2,0", "-o", "x.wav"],
+         "error: breathing: breathing rate 200 breaths/min is out of range (use 3 to 12)", ParameterError),
         ("bitrate", ["render", tiny, "--bitrate", "banana", "-o", "x.mp3"],
          "error: --bitrate: 'banana' is not a bitrate (write e.g. 128k or 192k)", ParameterError),
         ("loudness", ["render", tiny, "--loudness", "loud", "-o", "x.wav"],
