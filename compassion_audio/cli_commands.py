@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -203,7 +204,12 @@ def render_command(exercise, sets, client, length, group, exercise_dirs, output,
                                cover=cover, tags=tags),
         output=output, force=force, use_cache=not no_cache, cache_dir=cache_dir,
         exercise_dirs=tuple(exercise_dirs))
-    result = rendering.render_track(request, progress=None if quiet else _progress())
+    progress = None if quiet else _Progress()
+    try:
+        result = rendering.render_track(request, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
     if quiet:
         click.echo(str(result.path))
         return
@@ -214,13 +220,33 @@ def render_command(exercise, sets, client, length, group, exercise_dirs, output,
         click.echo(f"  and {side}")
 
 
-def _progress():
-    labels = {"speech": "Speaking phrases", "measure": "Measuring loudness", "encode": "Writing audio"}
-    state = {"stage": None}
+class _Progress:
+    """The library's progress callback as one bar per stage on a terminal, else one line per stage."""
 
-    def report(stage: str, done: int, total: int) -> None:
-        if stage != state["stage"]:
-            state["stage"] = stage
-            click.echo(f"{labels.get(stage, stage)}...", err=True)
+    LABELS = {"speech": "Speaking phrases", "measure": "Measuring loudness", "encode": "Writing audio"}
 
-    return report
+    def __init__(self) -> None:
+        self.stage: str | None = None
+        self.bar = None
+        self.shown = 0
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            label = self.LABELS.get(stage, stage)
+            if self.tty:
+                self.bar = click.progressbar(length=max(total, 1), label=f"{label:20}", file=sys.stderr)
+                self.bar.__enter__()
+                self.shown = 0
+            else:
+                click.echo(f"{label}...", err=True)
+        if self.bar is not None:
+            self.bar.update(done - self.shown)
+            self.shown = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None

@@ -187,15 +187,19 @@ is crushed by the limiter - there the voice sets the gain, and the file measures
 quieter than the target by design."""
 
 
-def measure(mixer: TrackMixer) -> tuple[float, float]:
+def measure(mixer: TrackMixer, progress=None) -> tuple[float, float]:
     """Integrated loudness (LUFS) of the raw mix, and of the blocks where the voice speaks.
 
     The second figure (dialogue gating) anchors the gain on the voice; without
     speech it equals the first.
     """
     meter = LoudnessMeter(mixer.timeline.sample_rate, mixer.channels, true_peak=False)
+    done = 0
     for block in mixer.blocks():
         meter.add(block)
+        done += block.shape[0]
+        if progress is not None:
+            progress(done, mixer.timeline.frames)
     step = meter.step_frames
     voiced = np.zeros(mixer.timeline.frames // step + 1, dtype=bool)
     for start, end in mixer.speech_intervals:
@@ -231,12 +235,12 @@ def mastered_blocks(mixer: TrackMixer, mastering: Mastering, *,
         yield tail
 
 
-def plan_mastering(mixer: TrackMixer) -> Mastering:
+def plan_mastering(mixer: TrackMixer, progress=None) -> Mastering:
     """Pass one: measure, then choose the gain that meets the loudness target."""
     target = mixer.mix.loudness_lufs
     if target is None:
         return Mastering(math.nan, 0.0)
-    whole, voice = measure(mixer)
+    whole, voice = measure(mixer, progress)
     if not math.isfinite(whole):
         return Mastering(whole, 0.0, voice)
     gain = target - whole

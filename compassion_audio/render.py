@@ -154,7 +154,8 @@ def render_track(request: TrackRequest, *, engine: SpeechEngine | None = None,
             lexicon=dict(profile.lexicon) or None,
             progress=(lambda d, t: progress("speech", d, t)) if progress else None)
         timeline, mixer = _assemble(script, clips, request, sources)
-        mastering = plan_mastering(mixer)
+        mastering = plan_mastering(
+            mixer, (lambda d, t: progress("measure", d, t)) if progress else None)
         tags = {**default_tags(script, profile.name), **export.tags}
         _write_audio(mixer, mastering, path, export, tags, timeline, progress)
         sidecars = _write_sidecars(timeline, path, export)
