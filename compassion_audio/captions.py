@@ -1,15 +1,14 @@
 """Captions (WebVTT, SRT) and a plain transcript, timed from the assembled timeline."""
 from __future__ import annotations
 
-import os
 import stat
-import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from .errors import OutputError, ParameterError
+from .files import write_text_atomic
 from .timeline import Chapter, Event, Timeline
 
 EXTEND_MS = 1000
@@ -201,23 +200,6 @@ def to_transcript(timeline: Timeline, *, min_pause_seconds: float = 5.0) -> str:
     return "\n\n".join(blocks) + "\n" if blocks else ""
 
 
-def _write_atomic(path: Path, text: str, mode: int | None) -> None:
-    """Write beside the target under a neutral temp name, then rename over it in one step."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".captions-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_captions(timeline: Timeline, audio_path: Path, *,
                    formats: Sequence[str] = CAPTION_FORMATS) -> list[Path]:
     """Write <audio stem>.vtt / .srt / .txt beside the audio; returns the paths written."""
@@ -236,7 +218,7 @@ def write_captions(timeline: Timeline, audio_path: Path, *,
     for fmt in dict.fromkeys(formats):
         path = audio_path.with_suffix(f".{fmt}")
         try:
-            _write_atomic(path, render[fmt](), mode)
+            write_text_atomic(path, render[fmt](), mode=mode)
         except OSError as exc:
             raise OutputError(f"cannot write {path.name} in {path.parent}: "
                               f"{exc.strerror or exc}") from exc

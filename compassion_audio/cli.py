@@ -14,6 +14,11 @@ EXERCISES_OPTION = click.option(
     help="A folder of your own exercise templates (repeatable; also $COMPASSION_AUDIO_EXERCISES).")
 
 
+CACHE_DIR_OPTION = click.option(
+    "--cache-dir", type=click.Path(path_type=Path, file_okay=False), envvar="COMPASSION_AUDIO_CACHE",
+    help="Where synthesised phrases are kept (default: the user cache folder; also $COMPASSION_AUDIO_CACHE).")
+
+
 class _Group(click.Group):
     """Turns library errors into one line on stderr and a non-zero exit (tracebacks with --debug)."""
 

@@ -7,19 +7,19 @@ from pathlib import Path
 import click
 
 from . import templates
-from .cli import EXERCISES_OPTION, cli
+from .cli import CACHE_DIR_OPTION, EXERCISES_OPTION, cli
 from .errors import OutputError
 
 
 def _write_new(path: Path, text: str, force: bool) -> None:
     """Write a new file atomically; an existing file is kept unless --force."""
-    from .export import atomic_output, check_writable
+    from .export import check_writable
+    from .files import write_text_atomic
 
     if path.exists() and not force:
         raise OutputError(f"{path} already exists: choose another name or add --force")
     check_writable(path, force=True)  # a folder that cannot be made or written is one error line
-    with atomic_output(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    write_text_atomic(path, text)
 
 
 @cli.command("check")
@@ -129,8 +129,14 @@ def cache_group() -> None:
     """
 
 
+def _clip_cache(cache_dir: Path | None):
+    from .cache import ClipCache, default_cache_dir
+
+    return ClipCache(cache_dir or default_cache_dir())
+
+
 @cache_group.command("info")
-@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), envvar="COMPASSION_AUDIO_CACHE")
+@CACHE_DIR_OPTION
 def cache_info(cache_dir: Path | None) -> None:
     """Where the cache is and how big.
 
@@ -138,14 +144,12 @@ def cache_info(cache_dir: Path | None) -> None:
     Example:
       compassion-audio cache info
     """
-    from .cache import ClipCache, default_cache_dir
-
-    cache = ClipCache(cache_dir or default_cache_dir())
+    cache = _clip_cache(cache_dir)
     click.echo(f"{cache.root}: {cache.size_bytes() / 1e6:.1f} MB")
 
 
 @cache_group.command("clear")
-@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), envvar="COMPASSION_AUDIO_CACHE")
+@CACHE_DIR_OPTION
 def cache_clear(cache_dir: Path | None) -> None:
     """Delete every cached phrase.
 
@@ -153,7 +157,5 @@ def cache_clear(cache_dir: Path | None) -> None:
     Example:
       compassion-audio cache clear
     """
-    from .cache import ClipCache, default_cache_dir
-
-    cache = ClipCache(cache_dir or default_cache_dir())
+    cache = _clip_cache(cache_dir)
     click.echo(f"Removed {cache.clear()} files from {cache.root}")

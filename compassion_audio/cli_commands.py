@@ -11,7 +11,7 @@ import click
 from . import render as rendering
 from . import templates
 from .assemble import estimate_clips, plan_timeline
-from .cli import EXERCISES_OPTION, cli, parse_sets
+from .cli import CACHE_DIR_OPTION, EXERCISES_OPTION, cli, parse_sets
 from .cli_options import TAG_OPTIONS, breathing_overrides, export_settings, mix_settings
 from .config import FORMATS, BreathingSettings, MixSettings, VoiceSettings
 from .personalise import breathing_settings, personalise
@@ -158,8 +158,7 @@ def show_command(exercise, sets, client, length, group, rate_wpm, exercise_dirs)
 @click.option("--year", help="Year tag.")
 @click.option("--comment", help="Comment tag.")
 @click.option("--no-cache", is_flag=True, help="Synthesise everything afresh; keep nothing on disk.")
-@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), envvar="COMPASSION_AUDIO_CACHE",
-              help="Where synthesised phrases are kept (default: the user cache folder).")
+@CACHE_DIR_OPTION
 @click.option("-q", "--quiet", is_flag=True, help="Print only the output path.")
 def render_command(exercise, sets, client, length, group, exercise_dirs, output, fmt, bitrate, force,
                    name_in_file, voice, voice_dirs, fallback_voice, rate_wpm, breaths_per_min, ratio,

@@ -7,7 +7,7 @@ import subprocess
 import queue
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -122,18 +122,3 @@ def _quality(fmt: str, bitrate: str | None) -> list[str]:
     if bitrate:
         return ["-b:a", bitrate]
     return {"mp3": ["-q:a", "3"], "m4a": ["-b:a", "160k"]}.get(fmt, ["-b:a", "96k"])
-
-
-@contextlib.contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """Yield a temp path beside ``path``; on success rename it into place, on failure remove it."""
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=folder)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp_path.unlink()

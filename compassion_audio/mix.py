@@ -60,6 +60,9 @@ class TrackMixer:
         self._short_starts = [p.start for p in self._short]
         self._short_max = max((p.end - p.start for p in self._short), default=0)
         self._tones = self._tone_stretches(timeline)
+        # Tones peak near 1.0 (a sine's RMS is 3 dB under its peak): set their RMS
+        # level_db under the speech's.
+        self._tone_gain = db_to_gain(SPEECH_RMS_DB + breathing.level_db + 3.0)
         self._speech = [(e.start, e.end) for e in timeline.events if e.kind == "speech"]
         self.speech_intervals = tuple(self._speech)
         self._clip_cache: OrderedDict[Path, np.ndarray] = OrderedDict()
@@ -117,8 +120,7 @@ class TrackMixer:
         lo = bisect_left(self._short_starts, a - self._short_max)
         hi = bisect_left(self._short_starts, b)
         bound = sum(p.peak for p in self._short[lo:hi] if p.end > a)
-        tone_gain = db_to_gain(SPEECH_RMS_DB + self.breathing.level_db + 3.0)
-        bound += sum(TONE_PEAK * tone_gain for t in self._tones if t.end > a and t.start < b)
+        bound += sum(TONE_PEAK * self._tone_gain for t in self._tones if t.end > a and t.start < b)
         if self.bed is not None:
             bound += self._bed_peak * db_to_gain(self.mix.background_level_db)
         return bound
@@ -137,10 +139,9 @@ class TrackMixer:
             src = self._clip(p.source) if p.kind == "speech" else self.bell
             chunk = np.asarray(src[s - p.start:e - p.start], dtype=np.float32)
             voice[s - a:e - a] += chunk if p.kind == "speech" else chunk * bell_gain
-        tone_gain = db_to_gain(SPEECH_RMS_DB + self.breathing.level_db + 3.0)
         for t in self._tones:
             if t.end > a and t.start < b:
-                voice += tone_gain * render_tones(
+                voice += self._tone_gain * render_tones(
                     t.source, self.breathing.style, stretch_start=t.start, stretch_end=t.end,
                     block_start=a, block_frames=n, sample_rate=self.timeline.sample_rate)
         out = np.repeat(voice[:, None], self.channels, axis=1)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .errors import OutputError, ProfileError
+from .files import write_text_atomic
 from .segments import Script
 
 MANIFEST = "phrases.json"
@@ -136,8 +137,9 @@ def write_sheet(phrases: Sequence[str], folder: str | Path, title: str) -> list[
             known[normalise_phrase(phrase)] = number
         numbers.append(number)
     written = [folder / SHEET_TEXT, folder / SHEET_HTML, folder / MANIFEST]
-    written[0].write_text(sheet_text(phrases, title, numbers), encoding="utf-8")
-    written[1].write_text(sheet_html(phrases, title, numbers), encoding="utf-8")
     ordered = dict(sorted(manifest.items(), key=lambda kv: int(kv[0]) if kv[0].isdigit() else 0))
-    written[2].write_text(json.dumps(ordered, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    texts = (sheet_text(phrases, title, numbers), sheet_html(phrases, title, numbers),
+             json.dumps(ordered, indent=2, ensure_ascii=False) + "\n")
+    for path, text in zip(written, texts):
+        write_text_atomic(path, text)
     return written

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import stat
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -15,7 +16,8 @@ from .cache import ClipCache, default_cache_dir
 from .config import BreathingSettings, ExportSettings, MixSettings, VoiceSettings
 from .engines.base import SpeechEngine
 from .errors import SpeechError
-from .export import atomic_output, check_writable, encode, format_for
+from .export import check_writable, encode, format_for
+from .files import atomic_output, write_text_atomic
 from .mix import Mastering, TrackMixer, mastered_blocks, plan_mastering
 from .segments import Bell, Breathe, Script
 from .tones import BreathPattern
@@ -71,24 +73,15 @@ class _CountingEngine:
 
     def __init__(self, engine: SpeechEngine) -> None:
         self._engine = engine
-        self.name = engine.name
         self.calls = 0
-
-    def identity(self) -> dict:
-        return self._engine.identity()
 
     def synthesize(self, text: str):
         self.calls += 1
         return self._engine.synthesize(text)
 
-    def voices(self):
-        return self._engine.voices()
-
-    def close(self) -> None:
-        self._engine.close()
-
     def __getattr__(self, name: str):
-        # Optional engine extras (identity_for, missing, ...) pass straight through.
+        # Everything else (name, identity, voices, close, and optional extras such as
+        # identity_for or busy_cores) is the wrapped engine's own.
         return getattr(self._engine, name)
 
 
@@ -244,8 +237,7 @@ def _write_sidecars(timeline: Timeline, path: Path, export: ExportSettings) -> l
         written += write_captions(timeline, path)
     if export.timeline_json:
         target = path.with_suffix(".timeline.json")
-        with atomic_output(target) as tmp:
-            tmp.write_text(json.dumps(timeline.to_json(), indent=2, ensure_ascii=False) + "\n",
-                           encoding="utf-8")
+        write_text_atomic(target, json.dumps(timeline.to_json(), indent=2, ensure_ascii=False) + "\n",
+                          mode=stat.S_IMODE(path.stat().st_mode))
         written.append(target)
     return written

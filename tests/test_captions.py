@@ -220,7 +220,9 @@ def test_failed_write_leaves_no_temp_file_and_keeps_the_old_one(practice, tmp_pa
     def refuse(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(captions.os, "replace", refuse)
+    from compassion_audio import files
+
+    monkeypatch.setattr(files.os, "replace", refuse)
     with pytest.raises(OutputError, match="cannot write a.vtt .*No space left on device"):
         captions.write_captions(practice, tmp_path / "a.mp3")
     assert [p.name for p in tmp_path.iterdir()] == ["a.vtt"]
