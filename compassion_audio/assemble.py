@@ -22,13 +22,18 @@ def breathe_frames(segment: Breathe, breathing: BreathingSettings, sample_rate: 
 
 def plan_timeline(script: Script, clips: Mapping[str, Clip], *, voice: VoiceSettings,
                   breathing: BreathingSettings, mix: MixSettings,
-                  bell_frames: int = 0, bell_ring_frames: int = 0) -> Timeline:
+                  bell_frames: int = 0, bell_ring_frames: int = 0, partial: bool = False) -> Timeline:
     """Place every segment of ``script``; speech events span exactly the audible speech.
 
     Gaps: ``sentence_gap_seconds`` between sentences, ``paragraph_gap_seconds``
     before a paragraph start; a pause or breathing stretch *replaces* the gap, so
     audible end -> next audible start equals the pause to the frame. A bell rings
     for ``bell_frames`` and speech may start once it has decayed (``bell_ring_frames``).
+
+    ``partial``: clips may still be missing (speech is being synthesised). The
+    plan stops before the first phrase without a clip and returns an incomplete
+    timeline whose ``frames`` is where that phrase's gap begins: every event
+    before it is placed exactly as in the complete plan, nothing after it is.
     """
     sr = mix.sample_rate
     sentence_gap = seconds_to_frames(voice.sentence_gap_seconds, sr)
@@ -53,6 +58,9 @@ def plan_timeline(script: Script, clips: Mapping[str, Clip], *, voice: VoiceSett
     for seg in script.segments:
         if isinstance(seg, Speech):
             clip = clips.get(seg.text)
+            if clip is None and partial:
+                return Timeline(sample_rate=sr, frames=cursor, events=tuple(events),
+                                title=script.title, complete=False)
             if clip is None:
                 raise SpeechError(f"no synthesised audio for the phrase {quote_phrase(seg.text)}")
             if pending_gap is not None:

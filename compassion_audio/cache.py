@@ -16,7 +16,7 @@ import numpy as np
 
 from .timeline import Clip
 
-PROCESSING_VERSION = 5
+PROCESSING_VERSION = 6
 """Bump whenever speech.py's trimming, fading or level-matching changes: old clips then miss."""
 
 _HEX2 = re.compile(r"[0-9a-f]{2}")

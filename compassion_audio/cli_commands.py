@@ -222,7 +222,7 @@ def render_command(exercise, sets, client, length, group, exercise_dirs, output,
 class _Progress:
     """The library's progress callback as one bar per stage on a terminal, else one line per stage."""
 
-    LABELS = {"speech": "Speaking phrases", "measure": "Measuring loudness", "encode": "Writing audio"}
+    LABELS = {"speech": "Speaking phrases", "encode": "Writing audio", "correct": "Correcting loudness"}
 
     def __init__(self) -> None:
         self.stage: str | None = None

@@ -51,13 +51,11 @@ def check_writable(path: Path, force: bool) -> None:
 
 
 def encode(blocks: Iterable[np.ndarray], path: Path, *, sample_rate: int, channels: int,
-           settings: ExportSettings, extra_input: Path | None = None) -> Path:
+           settings: ExportSettings) -> Path:
     """Pipe float32 blocks into ffmpeg, writing ``path`` (a temp name the caller renames)."""
     fmt = settings.format
     cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y",
            "-f", "f32le", "-ar", str(sample_rate), "-ac", str(channels), "-i", "pipe:0"]
-    if extra_input is not None:
-        cmd += ["-i", str(extra_input), "-map", "0:a", "-map_metadata", "1", "-map_chapters", "1"]
     cmd += _CODECS[fmt]
     if fmt in _BITRATE:
         cmd += _quality(fmt, settings.bitrate)
@@ -79,6 +77,20 @@ def encode(blocks: Iterable[np.ndarray], path: Path, *, sample_rate: int, channe
             lines = errors.read().decode("utf-8", "replace").strip().splitlines()
             raise AudioError(f"ffmpeg could not write {fmt}: {lines[-1] if lines else f'exit {code}'}")
     return path
+
+
+def remux_m4a(path: Path, scratch: Path, ffmetadata: Path) -> None:
+    """Copy an M4A's audio with the tags and chapters of an ffmetadata file (no re-encoding),
+    via ``scratch``, then replace ``path`` with the result. (The streamed encode starts
+    before the chapters are known; mutagen cannot write M4A chapters.)"""
+    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y", "-i", str(path),
+           "-i", str(ffmetadata), "-map", "0:a", "-map_metadata", "1", "-map_chapters", "1",
+           "-c", "copy", *_CODECS["m4a"][2:], str(scratch)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        raise AudioError(f"ffmpeg could not add chapters: {lines[-1] if lines else f'exit {proc.returncode}'}")
+    os.replace(scratch, path)
 
 
 _QUEUED_BLOCKS = 8

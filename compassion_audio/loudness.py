@@ -17,6 +17,8 @@ _HALF_TAPS = 16
 _LIMITER_MARGIN_DB = 0.1
 """The limiter aims this far under its ceiling so inter-sample overshoot stays under it too."""
 _ABSOLUTE_GATE_LUFS = -70.0
+_SETTLED = 1e-12
+"""K-filter state this small has rung out: what it would still add is below -200 dB."""
 _RELATIVE_GATE_LU = -10.0
 
 
@@ -81,6 +83,40 @@ def _as_frames(block: np.ndarray, channels: int) -> np.ndarray:
     if data.shape[1] != channels:
         raise ValueError(f"expected {channels} channel(s), got {data.shape[1]}")
     return data
+
+
+def gated_lufs(steps: np.ndarray, select: np.ndarray | None = None) -> float:
+    """BS.1770 gated integrated loudness of a run of 100 ms step powers (see LoudnessMeter).
+
+    Gating blocks are four steps (400 ms, 75 % overlap); ``select`` keeps only
+    the blocks touching a selected step. -inf for silence or under 400 ms.
+    """
+    steps = np.asarray(steps, dtype=np.float64)
+    if steps.size < 4:
+        return -math.inf
+    blocks = (steps[:-3] + steps[1:-2] + steps[2:-1] + steps[3:]) / 4.0
+    if select is not None:
+        chosen = np.zeros(steps.size, dtype=bool)
+        chosen[: min(select.size, steps.size)] = select[: steps.size]
+        touch = chosen[:-3] | chosen[1:-2] | chosen[2:-1] | chosen[3:]
+        if touch.any():
+            blocks = blocks[touch]
+    with np.errstate(divide="ignore"):
+        loudness = -0.691 + 10.0 * np.log10(blocks)
+    kept = blocks[loudness > _ABSOLUTE_GATE_LUFS]
+    if kept.size == 0:
+        return -math.inf
+    relative = -0.691 + 10.0 * math.log10(kept.mean()) + _RELATIVE_GATE_LU
+    with np.errstate(divide="ignore"):
+        kept = kept[-0.691 + 10.0 * np.log10(kept) > relative]
+    if kept.size == 0:
+        return -math.inf
+    return -0.691 + 10.0 * math.log10(kept.mean())
+
+
+def lufs_to_power(lufs: float) -> float:
+    """The mean K-weighted power that measures ``lufs``."""
+    return 10.0 ** ((lufs + 0.691) / 10.0)
 
 
 class _PeakDetector:
@@ -162,11 +198,36 @@ class LoudnessMeter:
         data = _as_frames(block, self.channels)
         if data.shape[0] == 0:
             return
-        self._sample_peak = max(self._sample_peak, float(np.abs(data).max()))
+        peak = float(np.abs(data).max())
+        self._sample_peak = max(self._sample_peak, peak)
         if self._measure_true_peak:
             self._true_peak = max(self._true_peak, float(self._detector.process(data).max()))
+        if peak == 0.0 and not np.any(np.abs(self._zi) > _SETTLED):
+            # Digital silence after the filter has rung out (a pause with nothing under
+            # it): its K-weighted power is zero - skip the filter (most of the cost).
+            self._zi[:] = 0.0
+            self._add_silence(data.shape[0])
+            return
+        if self.channels == 1:
+            filtered, zi = sosfilt(self._sos, data[:, 0], zi=self._zi[:, :, 0])
+            self._zi[:, :, 0] = zi
+            self._add_power(np.square(filtered, out=filtered))
+            return
         filtered, self._zi = sosfilt(self._sos, data, axis=0, zi=self._zi)
         self._add_power(np.square(filtered) @ self._weights)
+
+    def _add_silence(self, frames: int) -> None:
+        """As _add_power(np.zeros(frames)), without the array."""
+        step = self._step_frames
+        take = min(step - self._partial_frames, frames)
+        self._partial_frames += take
+        if self._partial_frames < step:
+            return
+        self._steps.append(self._partial / step)
+        rest = frames - take
+        self._steps.extend([0.0] * (rest // step))
+        self._partial = 0.0
+        self._partial_frames = rest % step
 
     def _add_power(self, power: np.ndarray) -> None:
         """Sum weighted power into 100 ms steps (a gating block is four steps)."""
@@ -196,27 +257,11 @@ class LoudnessMeter:
         loudness is anchored on the voice (dialogue gating) rather than on long
         quiet stretches of tones or bed.
         """
-        steps = np.array(self._steps)
-        if steps.size < 4:
-            return -math.inf
-        blocks = (steps[:-3] + steps[1:-2] + steps[2:-1] + steps[3:]) / 4.0
-        if select is not None:
-            chosen = np.zeros(steps.size, dtype=bool)
-            chosen[: min(select.size, steps.size)] = select[: steps.size]
-            touch = chosen[:-3] | chosen[1:-2] | chosen[2:-1] | chosen[3:]
-            if touch.any():
-                blocks = blocks[touch]
-        with np.errstate(divide="ignore"):
-            loudness = -0.691 + 10.0 * np.log10(blocks)
-        kept = blocks[loudness > _ABSOLUTE_GATE_LUFS]
-        if kept.size == 0:
-            return -math.inf
-        relative = -0.691 + 10.0 * math.log10(kept.mean()) + _RELATIVE_GATE_LU
-        with np.errstate(divide="ignore"):
-            kept = kept[-0.691 + 10.0 * np.log10(kept) > relative]
-        if kept.size == 0:
-            return -math.inf
-        return -0.691 + 10.0 * math.log10(kept.mean())
+        return gated_lufs(np.array(self._steps), select)
+
+    def step_powers(self) -> np.ndarray:
+        """Mean weighted K-filtered power of each complete 100 ms step so far."""
+        return np.array(self._steps)
 
     def true_peak_db(self) -> float:
         """Highest 4x-oversampled peak so far, in dBTP."""

@@ -1,9 +1,10 @@
-"""Render a timeline to samples block by block, then master it (loudness gain + true-peak limiter).
+"""Render a timeline to samples block by block, then master it (gain + true-peak limiter).
 
 Nothing here holds the whole track: clips are read from the cache as they are
 needed, tones and beds are pure functions of the absolute frame number, and
 the track comes out as an iterator of blocks, so memory does not grow with
-track length.
+track length. The timeline may still be growing (speech being synthesised):
+the mixer renders only as far as the plan is settled (``ready_frames``).
 """
 from __future__ import annotations
 
@@ -19,16 +20,17 @@ import numpy as np
 from .audio import db_to_gain, seconds_to_frames
 from .config import BreathingSettings, MixSettings
 from .loudness import LoudnessMeter, PeakLimiter, true_peak
-from .speech import TARGET_RMS_DB
+from .clip_processing import SPEECH_RMS_DB
 from .tones import BreathPattern, render_tones
 from .timeline import Timeline
 
-SPEECH_RMS_DB = TARGET_RMS_DB
-"""Active-speech RMS of every clip after level matching (speech.py) - the mix's reference."""
 BELL_PEAK_DB = -12.0
 """Bell peak before mastering: soft, well under the voice's peaks."""
 BLOCK_FRAMES = 1 << 16
 TONE_PEAK = 1.25
+STREAM_MARGIN_SECONDS = 3.0
+"""A growing plan is rendered only up to this far before its end: a clip's lead (~10 ms)
+and the bed's ducking ramps (attack + release, twice, < 2 s) look no further ahead."""
 """Bound of a pacing tone's true peak before its gain (tones.py keeps peaks near 1.0)."""
 
 
@@ -47,7 +49,6 @@ class TrackMixer:
 
     def __init__(self, timeline: Timeline, *, mix: MixSettings, breathing: BreathingSettings,
                  bell: np.ndarray | None = None, bed=None, block_frames: int = BLOCK_FRAMES) -> None:
-        self.timeline = timeline
         self.mix = mix
         self.breathing = breathing
         self.bell = bell
@@ -56,22 +57,37 @@ class TrackMixer:
         self.block_frames = block_frames
         self.channels = mix.channels
         self._bell_peak = db_to_gain(BELL_PEAK_DB) * true_peak(bell) if bell is not None and bell.size else 0.0
+        # Tones peak near 1.0 (a sine's RMS is 3 dB under its peak): set their RMS
+        # level_db under the speech's.
+        self._tone_gain = db_to_gain(SPEECH_RMS_DB + breathing.level_db + 3.0)
+        self._clip_cache: OrderedDict[Path, np.ndarray] = OrderedDict()
+        self.extend(timeline)
+
+    def extend(self, timeline: Timeline) -> None:
+        """Adopt ``timeline``: the first plan, or a longer (or the complete) plan of the same
+        track - events already placed never move, so frames already rendered stay right."""
+        self.timeline = timeline
         self._short = self._placements(timeline)
         self._short_starts = [p.start for p in self._short]
         self._short_max = max((p.end - p.start for p in self._short), default=0)
         self._tones = self._tone_stretches(timeline)
-        # Tones peak near 1.0 (a sine's RMS is 3 dB under its peak): set their RMS
-        # level_db under the speech's.
-        self._tone_gain = db_to_gain(SPEECH_RMS_DB + breathing.level_db + 3.0)
         self._speech = [(e.start, e.end) for e in timeline.events if e.kind == "speech"]
         self.speech_intervals = tuple(self._speech)
-        self._clip_cache: OrderedDict[Path, np.ndarray] = OrderedDict()
         sr = timeline.sample_rate
         sounding = [p.start for p in self._short] + [t.start for t in self._tones]
         first = min(sounding, default=timeline.frames)
-        self._fade_in = min(seconds_to_frames(mix.fade_in_seconds, sr), first)
+        self._fade_in = min(seconds_to_frames(self.mix.fade_in_seconds, sr), first)
         last_speech = max((end for _, end in self._speech), default=0)
-        self._fade_out_start = max(timeline.frames - seconds_to_frames(mix.fade_out_seconds, sr), last_speech)
+        if timeline.complete:
+            self._fade_out_start = max(timeline.frames - seconds_to_frames(self.mix.fade_out_seconds, sr),
+                                       last_speech)
+            self.ready_frames = timeline.frames
+        else:
+            # Whatever comes next starts at timeline.frames at the earliest (less a clip's
+            # short lead); the bed's ducking looks STREAM_MARGIN_SECONDS ahead at most.
+            self._fade_out_start = None
+            settled = timeline.frames - seconds_to_frames(STREAM_MARGIN_SECONDS, sr)
+            self.ready_frames = max(0, settled) if sounding else 0
 
     def _placements(self, timeline: Timeline) -> list[_Placed]:
         placed = []
@@ -98,6 +114,26 @@ class TrackMixer:
                 pattern = BreathPattern.from_settings(b, breaths_per_min=e.breaths_per_min, ratio=e.ratio)
                 stretches.append(_Placed(e.start, e.end, "tones", pattern))
         return stretches
+
+    def tone_powers(self, timeline: Timeline) -> list[tuple[_Placed, float]]:
+        """Each breathing-tone stretch of ``timeline`` with the mean K-weighted power of its
+        tones at mix level (per channel): what the loudness prediction needs."""
+        sr = timeline.sample_rate
+        known: dict[object, float] = {}
+        powers = []
+        for t in self._tone_stretches(timeline):
+            if t.source not in known:
+                cycle = max(1, seconds_to_frames(t.source.cycle_seconds, sr))
+                span = cycle * max(1, math.ceil(10 * sr / cycle))  # whole cycles, >= 10 s
+                tones = render_tones(t.source, self.breathing.style, stretch_start=0,
+                                     stretch_end=span + sr, block_start=0, block_frames=span,
+                                     sample_rate=sr)
+                meter = LoudnessMeter(sr, 1, true_peak=False)
+                meter.add(tones * self._tone_gain)
+                steps = meter.step_powers()
+                known[t.source] = float(steps.mean()) if steps.size else 0.0
+            powers.append((t, known[t.source]))
+        return powers
 
     def _clip(self, path: Path) -> np.ndarray:
         clip = self._clip_cache.get(path)
@@ -144,7 +180,7 @@ class TrackMixer:
                 voice += self._tone_gain * render_tones(
                     t.source, self.breathing.style, stretch_start=t.start, stretch_end=t.end,
                     block_start=a, block_frames=n, sample_rate=self.timeline.sample_rate)
-        out = np.repeat(voice[:, None], self.channels, axis=1)
+        out = voice[:, None] if self.channels == 1 else np.repeat(voice[:, None], self.channels, axis=1)
         if self.bed is not None:
             from .beds import duck_gain
 
@@ -160,6 +196,8 @@ class TrackMixer:
         if a < self._fade_in:
             idx = np.arange(a, min(a + n, self._fade_in))
             out[: idx.size] *= (0.5 - 0.5 * np.cos(math.pi * idx / self._fade_in))[:, None]
+        if self._fade_out_start is None:
+            return
         total = self.timeline.frames
         span = total - self._fade_out_start
         if span > 0 and a + n > self._fade_out_start:
@@ -169,82 +207,60 @@ class TrackMixer:
             out[first - a:] *= ramp[:, None]
 
 
-@dataclass(frozen=True)
-class Mastering:
-    """What mastering measured and applied."""
-
-    measured_lufs: float
-    """The raw mix, BS.1770 integrated."""
-    gain_db: float
-    voice_lufs: float = math.nan
-    """The raw mix where the voice speaks (dialogue-gated)."""
-
-
-VOICE_HEADROOM_LU = 2.0
-"""The voice may end up at most this far above the target. Normally the whole mix
-sets the gain (bells, bed and tones count, as BS.1770 measures them); but a track
-that is mostly quiet breathing tones would otherwise be pushed up until its voice
-is crushed by the limiter - there the voice sets the gain, and the file measures
-quieter than the target by design."""
-
-
-def measure(mixer: TrackMixer, progress=None) -> tuple[float, float]:
-    """Integrated loudness (LUFS) of the raw mix, and of the blocks where the voice speaks.
-
-    The second figure (dialogue gating) anchors the gain on the voice; without
-    speech it equals the first.
-    """
-    meter = LoudnessMeter(mixer.timeline.sample_rate, mixer.channels, true_peak=False)
-    done = 0
-    for block in mixer.blocks():
-        meter.add(block)
-        done += block.shape[0]
-        if progress is not None:
-            progress(done, mixer.timeline.frames)
-    step = meter.step_frames
-    voiced = np.zeros(mixer.timeline.frames // step + 1, dtype=bool)
-    for start, end in mixer.speech_intervals:
-        voiced[start // step: end // step + 1] = True
-    whole = meter.integrated_lufs()
-    return whole, meter.integrated_lufs(select=voiced) if voiced.any() else whole
-
-
 CODEC_HEADROOM_DB = 0.7
 """Lossy encoders overshoot the PCM's true peak (measured up to 0.6 dB with LAME over a
 bed, AAC similar): the limiter aims this much lower for them so the file holds -1 dBTP."""
 
 
-def mastered_blocks(mixer: TrackMixer, mastering: Mastering, *,
-                    lossy: bool = False) -> Iterator[np.ndarray]:
-    """The mix with gain applied and a look-ahead true-peak limiter, delay compensated."""
-    ceiling = mixer.mix.true_peak_db - (CODEC_HEADROOM_DB if lossy else 0.0)
-    limiter = PeakLimiter(mixer.timeline.sample_rate, mixer.channels, ceiling_db=ceiling)
-    gain = db_to_gain(mastering.gain_db)
-    skip = limiter.latency_frames
-    for a, block in zip(range(0, mixer.timeline.frames, mixer.block_frames), mixer.blocks()):
-        bound = mixer.peak_bound(max(0, a - limiter.latency_frames), block.shape[0] + limiter.latency_frames)
-        out = limiter.process(block * gain, peak_bound=bound * gain)
-        if skip:
-            drop = min(skip, out.shape[0])
-            out, skip = out[drop:], skip - drop
-        if out.shape[0]:
-            yield out
-    tail = limiter.flush()
-    if skip:
-        tail = tail[skip:]
-    if tail.shape[0]:
-        yield tail
+class StreamMaster:
+    """Gain and a look-ahead true-peak limiter over a mixer's blocks, rendered in order as far
+    as the plan is settled; the mastered output is metered on the way (one pass does both)."""
+
+    def __init__(self, mixer: TrackMixer, gain_db: float, *, lossy: bool = False,
+                 meter: LoudnessMeter | None = None) -> None:
+        self.mixer = mixer
+        self.meter = meter
+        ceiling = mixer.mix.true_peak_db - (CODEC_HEADROOM_DB if lossy else 0.0)
+        self._limiter = PeakLimiter(mixer.timeline.sample_rate, mixer.channels, ceiling_db=ceiling)
+        self._gain = db_to_gain(gain_db)
+        self._skip = self._limiter.latency_frames
+        self.done = 0
+        """Frames rendered so far."""
+
+    def advance(self) -> Iterator[np.ndarray]:
+        """Mastered blocks for every whole block the mixer's plan has settled (all of it,
+        the last block short, once the plan is complete)."""
+        mixer, size = self.mixer, self.mixer.block_frames
+        ready = mixer.ready_frames
+        while self.done < ready and (self.done + size <= ready or mixer.timeline.complete):
+            n = min(size, ready - self.done)
+            out = self._process(self.done, mixer.render(self.done, n))
+            self.done += n
+            if out.shape[0]:
+                yield out
+        if mixer.timeline.complete and self.done >= mixer.timeline.frames and self._limiter is not None:
+            tail = self._limiter.flush()[self._skip:]
+            self._limiter = None
+            if tail.shape[0]:
+                if self.meter is not None:
+                    self.meter.add(tail)
+                yield tail
+
+    def _process(self, a: int, block: np.ndarray) -> np.ndarray:
+        latency = self._limiter.latency_frames
+        bound = self.mixer.peak_bound(max(0, a - latency), block.shape[0] + latency)
+        out = self._limiter.process(block * self._gain, peak_bound=bound * self._gain)
+        if self._skip:
+            drop = min(self._skip, out.shape[0])
+            out, self._skip = out[drop:], self._skip - drop
+        if self.meter is not None and out.shape[0]:
+            self.meter.add(out)
+        return out
 
 
-def plan_mastering(mixer: TrackMixer, progress=None) -> Mastering:
-    """Pass one: measure, then choose the gain that meets the loudness target."""
-    target = mixer.mix.loudness_lufs
-    if target is None:
-        return Mastering(math.nan, 0.0)
-    whole, voice = measure(mixer, progress)
-    if not math.isfinite(whole):
-        return Mastering(whole, 0.0, voice)
-    gain = target - whole
-    if math.isfinite(voice):
-        gain = min(gain, target + VOICE_HEADROOM_LU - voice)
-    return Mastering(whole, float(np.clip(gain, -30.0, 30.0)), voice)
+def mastered_blocks(mixer: TrackMixer, gain_db: float, *, lossy: bool = False,
+                    meter: LoudnessMeter | None = None) -> Iterator[np.ndarray]:
+    """The whole (complete) mix with gain applied and the limiter, delay compensated."""
+    if not mixer.timeline.complete:
+        raise ValueError("mastered_blocks needs a complete timeline")
+    yield from StreamMaster(mixer, gain_db, lossy=lossy, meter=meter).advance()

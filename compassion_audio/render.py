@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import math
 import stat
 import tempfile
 from collections.abc import Callable, Mapping
@@ -11,22 +12,28 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import templates
-from .assemble import plan_timeline
+from .assemble import estimate_clips, plan_timeline
 from .cache import ClipCache, default_cache_dir
 from .config import BreathingSettings, ExportSettings, MixSettings, VoiceSettings
 from .engines.base import SpeechEngine
 from .errors import SpeechError
-from .export import check_writable, encode, format_for
+from .export import check_writable, encode, format_for, remux_m4a
 from .files import atomic_output, write_text_atomic
-from .mix import Mastering, TrackMixer, mastered_blocks, plan_mastering
+from .loudness import LoudnessMeter
+from .mastering import TOLERANCE_DB, Mastering, gain_for, measured, predict
+from .mix import BELL_PEAK_DB, StreamMaster, TrackMixer, mastered_blocks
+from .audio import db_to_gain
 from .segments import Bell, Breathe, Script
 from .tones import BreathPattern
-from .speech import synthesize_clips
+from .clip_processing import CLIP_LUFS
+from .speech import ClipSource
 from .timeline import Timeline
 from .voices import VoiceProfile, create_engine, resolve_voice, voice_settings
 
 Progress = Callable[[str, int, int], None]
-"""progress(stage, done, total): stages are 'speech', 'measure', 'encode'."""
+"""progress(stage, done, total): stages are 'speech' (phrases; the track is mixed and
+encoded meanwhile), 'encode' (the rest of the track, in frames) and, only when the
+loudness prediction missed, 'correct' (the track written again, in frames)."""
 
 OUTPUT_DIR = Path("output")
 LOSSY = ("mp3", "ogg", "opus", "m4a")
@@ -142,15 +149,11 @@ def render_track(request: TrackRequest, *, engine: SpeechEngine | None = None,
             cache = ClipCache(request.cache_dir or default_cache_dir())
         else:
             cache = stack.enter_context(ClipCache.temporary())
-        clips = synthesize_clips(
-            sentences, counting, cache, sample_rate=request.mix.sample_rate,
-            lexicon=dict(profile.lexicon) or None,
-            progress=(lambda d, t: progress("speech", d, t)) if progress else None)
-        timeline, mixer = _assemble(script, clips, request, sources)
-        mastering = plan_mastering(
-            mixer, (lambda d, t: progress("measure", d, t)) if progress else None)
+        source = ClipSource(sentences, counting, cache, sample_rate=request.mix.sample_rate,
+                            lexicon=dict(profile.lexicon) or None)
         tags = {**default_tags(script, profile.name), **export.tags}
-        _write_audio(mixer, mastering, path, export, tags, timeline, progress)
+        timeline, mastering = _write_audio(script, source, request, sources, path, export, tags,
+                                           progress)
         sidecars = _write_sidecars(timeline, path, export)
     return TrackResult(path=path, timeline=timeline, mastering=mastering,
                        phrases=len(set(sentences)), synthesised=counting.calls,
@@ -191,41 +194,92 @@ def _load_sources(script: Script, mix: MixSettings) -> _Sources:
     return _Sources(bell, ring, bed)
 
 
-def _assemble(script: Script, clips, request: TrackRequest,
-              sources: _Sources) -> tuple[Timeline, TrackMixer]:
+def _plan(script: Script, clips, request: TrackRequest, sources: _Sources, *,
+          partial: bool = False) -> Timeline:
     bell = sources.bell
-    timeline = plan_timeline(script, clips, voice=request.voice, breathing=request.breathing,
-                             mix=request.mix, bell_frames=0 if bell is None else bell.shape[0],
-                             bell_ring_frames=sources.ring_frames)
-    mixer = TrackMixer(timeline, mix=request.mix, breathing=request.breathing, bell=bell,
-                       bed=sources.bed)
-    return timeline, mixer
+    return plan_timeline(script, clips, voice=request.voice, breathing=request.breathing,
+                         mix=request.mix, bell_frames=0 if bell is None else bell.shape[0],
+                         bell_ring_frames=sources.ring_frames, partial=partial)
 
 
-def _write_audio(mixer: TrackMixer, mastering: Mastering, path: Path, export: ExportSettings,
-                 tags: Mapping[str, str], timeline: Timeline, progress: Progress | None) -> None:
+def _write_audio(script: Script, source: ClipSource, request: TrackRequest, sources: _Sources,
+                 path: Path, export: ExportSettings, tags: Mapping[str, str],
+                 progress: Progress | None) -> tuple[Timeline, Mastering]:
+    """Speak, mix, master and encode in one pass: blocks are encoded as soon as the
+    phrases they hold are spoken, with the gain the plan predicts; the mastered track
+    is metered on the way and, if it missed the target by more than TOLERANCE_DB,
+    written again with the gain corrected by the measurement."""
     from . import tags as tagging
 
-    sr = timeline.sample_rate
-    blocks = mastered_blocks(mixer, mastering, lossy=export.format in LOSSY)
-    if progress:
-        blocks = _reporting(blocks, timeline.frames, progress)
-    with atomic_output(path) as tmp, contextlib.ExitStack() as stack:
-        meta = None
+    mix, sr = request.mix, request.mix.sample_rate
+    known = dict(source.ready)
+    mixer = TrackMixer(_plan(script, known, request, sources, partial=True), mix=mix,
+                       breathing=request.breathing, bell=sources.bell, bed=sources.bed)
+    target = mix.loudness_lufs
+    predicted = math.nan
+    if target is not None:
+        # From word counts alone, even for clips already cached: the same request then
+        # gets the same gain, and the same file, whatever the cache holds.
+        plan = _plan(script, estimate_clips(source.distinct, request.voice, sr), request, sources)
+        predicted = predict(plan, mix=mix, breathing=request.breathing, voice_lufs=CLIP_LUFS,
+                            bell=sources.bell, bell_gain=db_to_gain(BELL_PEAK_DB), bed=sources.bed,
+                            tone_steps=mixer.tone_powers(plan)).gain_db
+    meter = LoudnessMeter(sr, mixer.channels, true_peak=False) if target is not None else None
+    lossy = export.format in LOSSY
+    master = StreamMaster(mixer, 0.0 if target is None else predicted, lossy=lossy, meter=meter)
+    speech_progress = (lambda d, t: progress("speech", d, t)) if progress else None
+
+    def blocks():
+        for sentence, clip in source.synthesise(speech_progress):
+            known[sentence] = clip
+            mixer.extend(_plan(script, known, request, sources, partial=True))
+            yield from master.advance()
+        mixer.extend(_plan(script, known, request, sources))
+        rest = master.advance()
+        yield from (_reporting(rest, master, "encode", progress) if progress else rest)
+
+    with atomic_output(path) as tmp:
+        encode(blocks(), tmp, sample_rate=sr, channels=mixer.channels, settings=export)
+        timeline = mixer.timeline
+        mastering = Mastering(0.0)
+        if meter is not None:
+            whole, voice = measured(meter, timeline)
+            mastering = Mastering(predicted, whole, voice, predicted_gain_db=predicted)
+            correction = gain_for(whole, voice, target)
+            if abs(correction) > TOLERANCE_DB:
+                gain = predicted + correction
+                meter = LoudnessMeter(sr, mixer.channels, true_peak=False)
+                again = mastered_blocks(mixer, gain, lossy=lossy, meter=meter)
+                if progress:
+                    again = _reporting(again, None, "correct", progress, timeline.frames)
+                encode(again, tmp, sample_rate=sr, channels=mixer.channels, settings=export)
+                whole, voice = measured(meter, timeline)
+                mastering = Mastering(gain, whole, voice, predicted_gain_db=predicted, passes=2)
         if export.format == "m4a":
-            meta = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "meta.txt"
-            meta.write_text(tagging.ffmetadata(tags, timeline.chapters, sr), encoding="utf-8")
-        encode(blocks, tmp, sample_rate=sr, channels=mixer.channels, settings=export,
-               extra_input=meta)
+            _remux_with_metadata(tmp, tagging.ffmetadata(tags, timeline.chapters, sr))
         tagging.write_tags(tmp, export.format, tags, chapters=timeline.chapters, sample_rate=sr,
                            cover=export.cover, duration_frames=timeline.frames)
+    return timeline, mastering
 
 
-def _reporting(blocks, total: int, progress: Progress):
+def _remux_with_metadata(path: Path, ffmetadata: str) -> None:
+    """Add tags and chapters to an M4A after encoding (they are known only at the end)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        meta = Path(tmp) / "meta.txt"
+        meta.write_text(ffmetadata, encoding="utf-8")
+        remux_m4a(path, Path(tmp) / ("remuxed" + path.suffix), meta)
+
+
+def _reporting(blocks, master: StreamMaster | None, stage: str, progress: Progress,
+               total: int | None = None):
+    """Report frames written: the streaming master's position, or a count of our own."""
     done = 0
     for block in blocks:
         done += block.shape[0]
-        progress("encode", min(done, total), total)
+        if master is not None:
+            progress(stage, min(master.done, master.mixer.timeline.frames), master.mixer.timeline.frames)
+        else:
+            progress(stage, min(done, total), total)
         yield block
 
 

@@ -1,61 +1,22 @@
-"""Speak every distinct sentence once, via the clip cache: trim, verify and level-match each clip."""
+"""Speak every distinct sentence once, via the clip cache; each new clip is processed
+(clip_processing.py) on a second thread while the next is spoken."""
 from __future__ import annotations
 
-import math
 import queue
 import re
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Callable, Mapping, Sequence
 
-import numpy as np
-
-from .audio import Audio, audible_bounds, db_to_gain, fade_edges, gain_to_db, peak_db, seconds_to_frames
+from .audio import Audio
 from .cache import ClipCache
+from .clip_processing import process_clip
 from .engines.base import SpeechEngine
 from .errors import SpeechError
-from .loudness import limit, true_peak
 from .text import quote_phrase
 from .timeline import Clip
-
-LEAD_SECONDS = 0.010
-"""Kept before the first audible sample so soft onsets (f, h, s) are not clipped."""
-TAIL_SECONDS = 0.040
-"""Kept after the last audible sample: espeak's voiced endings decay slowly."""
-FADE_SECONDS = 0.006
-"""Raised-cosine fade at each cut edge, so joins never click."""
-THRESHOLD_BELOW_PEAK_DB = 40.0
-THRESHOLD_FLOOR_DB = -55.0
-"""Audible means within 40 dB of the clip's peak, and never quieter than -55 dBFS."""
-SILENT_PEAK_DB = -50.0
-"""A clip whose peak is below this has no audible speech."""
-TARGET_RMS_DB = -23.0
-"""Active-speech RMS every clip is scaled to; the mix sets the final track loudness.
-
-espeak-ng clips measured 13-19 dB from peak to active RMS, so -23 leaves every
-one under the -3 dBFS ceiling and the clips match each other in level."""
-PEAK_CEILING_DB = -3.0
-PEAK_TO_RMS_DB = 12.0
-"""Speech peaks are limited to this far above the active RMS (espeak-ng clips reach 19 dB).
-
-Done once per clip here (and cached) so that the track can reach -16 LUFS with
-a -1 dBTP ceiling without the final limiter working hard: with the track's
-peak-to-loudness ratio under 15 dB, the loudness target is met to ~0.1 LU."""
-ACTIVE_WINDOW_SECONDS = 0.020
-ACTIVE_BELOW_LOUDEST_DB = 30.0
-"""Windows more than this below the loudest window are gaps, not speech, for the RMS."""
-
-
-@dataclass(frozen=True)
-class ProcessedClip:
-    """A trimmed, faded, level-matched clip at the track rate."""
-
-    samples: np.ndarray
-    lead_frames: int
-    tail_frames: int
-    true_peak: float = 1.0
 
 
 def apply_lexicon(text: str, lexicon: Mapping[str, str] | None) -> str:
@@ -69,111 +30,102 @@ def apply_lexicon(text: str, lexicon: Mapping[str, str] | None) -> str:
     return pattern.sub(lambda m: table[m.group(0).lower()], text)
 
 
-def active_rms_db(samples: np.ndarray, sample_rate: int) -> float:
-    """RMS over the windows that carry speech (gaps between words left out)."""
-    window = max(1, seconds_to_frames(ACTIVE_WINDOW_SECONDS, sample_rate))
-    count = samples.shape[0] // window
-    if count == 0:
-        return gain_to_db(float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))) \
-            if samples.size else -math.inf
-    power = np.square(samples[: count * window], dtype=np.float64).reshape(count, window).mean(axis=1)
-    loudest = float(power.max())
-    if loudest <= 0.0:
-        return -math.inf
-    active = power[power >= loudest * 10.0 ** (-ACTIVE_BELOW_LOUDEST_DB / 10.0)]
-    return 10.0 * math.log10(float(active.mean()))
-
-
-def process_clip(audio: Audio, sample_rate: int, phrase: str) -> ProcessedClip:
-    """Resample, trim engine padding to short margins, fade the cuts and level-match."""
-    samples = audio.mono().resampled(sample_rate).samples
-    peak = peak_db(samples)
-    if not peak >= SILENT_PEAK_DB:
-        raise SpeechError(f"the speech engine produced no audible speech for {quote_phrase(phrase)}")
-    threshold = max(peak - THRESHOLD_BELOW_PEAK_DB, THRESHOLD_FLOOR_DB)
-    first, end = audible_bounds(samples, sample_rate, threshold_db=threshold)
-    start = max(0, first - seconds_to_frames(LEAD_SECONDS, sample_rate))
-    stop = min(samples.shape[0], end + seconds_to_frames(TAIL_SECONDS, sample_rate))
-    fade = seconds_to_frames(FADE_SECONDS, sample_rate)
-    cut = fade_edges(samples[start:stop], fade, fade)
-    # Cap the peaks relative to the level, then level-match. Limiting lowers the
-    # RMS of peaky clips, so cap twice (once left the track limiter enough work
-    # to cost 0.8 LU over a bed); the final gain makes the levels equal (peaks may
-    # then sit a fraction of a dB over the cap, well under the ceiling).
-    for _ in range(2):
-        cut = _match_level(cut, first - start, end - start, sample_rate)
-        cut = limit(cut, sample_rate, ceiling_db=TARGET_RMS_DB + PEAK_TO_RMS_DB, true_peak=False)
-    cut = _match_level(cut, first - start, end - start, sample_rate)
-    return ProcessedClip(cut, first - start, stop - end, true_peak(cut))
-
-
-def _match_level(cut: np.ndarray, first: int, end: int, sample_rate: int) -> np.ndarray:
-    gain_db = TARGET_RMS_DB - active_rms_db(cut[first:end], sample_rate)
-    gain_db = min(gain_db, PEAK_CEILING_DB - peak_db(cut))
-    return (cut * np.float32(db_to_gain(gain_db))).astype(np.float32)
-
-
 def synthesize_clips(sentences: Sequence[str], engine: SpeechEngine, cache: ClipCache, *,
                      sample_rate: int, lexicon: Mapping[str, str] | None = None,
                      progress: Callable[[int, int], None] | None = None) -> dict[str, Clip]:
     """A processed clip for every distinct sentence, keyed by the sentence as written.
 
-    The lexicon rewrites what is spoken; the cache key is the spoken text plus
-    the engine's identity and the rate, so unchanged phrases are never re-spoken.
-    Cache misses are spoken on a second thread while this one trims and
-    level-matches the previous phrase (the engine itself runs in its own
-    process, or releases the GIL), so synthesis and processing overlap.
     ``progress(done, total)`` is called after each distinct sentence.
     """
-    distinct = list(dict.fromkeys(sentences))
-    # An engine whose sound differs per phrase (a recorded pack: one file per phrase)
-    # keys each phrase on its own identity, so re-recording one re-renders only that one.
-    identity_for = getattr(engine, "identity_for", None)
-    shared_identity = None if identity_for else engine.identity()
-    found: dict[str, Clip] = {}
-    wanted: dict[str, tuple[str, str]] = {}  # spoken -> (cache key, first sentence)
-    for sentence in distinct:
-        spoken = apply_lexicon(sentence, lexicon)
-        if not spoken.strip():
-            raise SpeechError(f"nothing to say in {quote_phrase(sentence)}")
-        if spoken in found or spoken in wanted:
-            continue
-        identity = identity_for(spoken) if identity_for else shared_identity
-        key = cache.key(identity, spoken, sample_rate)
-        clip = cache.get(key)
-        if clip is not None:
-            found[spoken] = clip
-        else:
-            wanted[spoken] = (key, sentence)
-    done = len(distinct) - len(wanted)
+    source = ClipSource(sentences, engine, cache, sample_rate=sample_rate, lexicon=lexicon)
+    clips = dict(source.ready)
+    clips.update(source.synthesise(progress))
+    return {s: clips[s] for s in source.distinct}
 
-    def finish(spoken: str, audio: Audio) -> Clip:
-        key, sentence = wanted[spoken]
-        processed = process_clip(audio, sample_rate, sentence)
-        return cache.put(key, spoken, processed.samples, processed.lead_frames,
-                         processed.tail_frames, processed.true_peak)
 
-    def collect(spoken: str, future) -> None:
-        nonlocal done
-        found[spoken] = future.result()
-        done += 1
-        if progress is not None:
-            progress(done, len(distinct))
+class ClipSource:
+    """The clips of a script's sentences: cache hits at once (``ready``), the rest spoken
+    and processed in script order by ``synthesise()``, which yields each as it is done.
 
-    # Two processing threads (numpy and scipy release the GIL in the heavy parts);
-    # at most _AHEAD phrases wait, so memory does not grow with the script.
-    threads = 1 if getattr(engine, "busy_cores", 0) >= _PROCESSING_THREADS else _PROCESSING_THREADS
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        pending: deque = deque()
-        for spoken, audio in _spoken_ahead(engine, list(wanted)):
-            pending.append((spoken, pool.submit(finish, spoken, audio)))
-            if len(pending) > _AHEAD:
-                collect(*pending.popleft())
-        while pending:
-            collect(*pending.popleft())
-    if progress is not None and not wanted:
-        progress(len(distinct), len(distinct))
-    return {s: replace(found[apply_lexicon(s, lexicon)], text=s) for s in distinct}
+    The lexicon rewrites what is spoken; the cache key is the spoken text plus
+    the engine's identity and the rate, so unchanged phrases are never re-spoken.
+    Cache misses are spoken on a helper thread while processing threads trim and
+    level-match the previous phrases (the engine runs in its own process, or
+    releases the GIL), so synthesis and processing overlap - and the caller can
+    mix and encode the clips already done meanwhile.
+    """
+
+    def __init__(self, sentences: Sequence[str], engine: SpeechEngine, cache: ClipCache, *,
+                 sample_rate: int, lexicon: Mapping[str, str] | None = None) -> None:
+        self.engine = engine
+        self.cache = cache
+        self.sample_rate = sample_rate
+        self.distinct = list(dict.fromkeys(sentences))
+        # An engine whose sound differs per phrase (a recorded pack: one file per phrase)
+        # keys each phrase on its own identity, so re-recording one re-renders only that one.
+        identity_for = getattr(engine, "identity_for", None)
+        shared_identity = None if identity_for else engine.identity()
+        found: dict[str, Clip] = {}
+        self._wanted: dict[str, tuple[str, str]] = {}  # spoken -> (cache key, first sentence)
+        self._sentences_of: dict[str, list[str]] = {}  # spoken -> the sentences that say it
+        for sentence in self.distinct:
+            spoken = apply_lexicon(sentence, lexicon)
+            if not spoken.strip():
+                raise SpeechError(f"nothing to say in {quote_phrase(sentence)}")
+            self._sentences_of.setdefault(spoken, []).append(sentence)
+            if spoken in found or spoken in self._wanted:
+                continue
+            identity = identity_for(spoken) if identity_for else shared_identity
+            key = cache.key(identity, spoken, sample_rate)
+            clip = cache.get(key)
+            if clip is not None:
+                found[spoken] = clip
+            else:
+                self._wanted[spoken] = (key, sentence)
+        self.ready: dict[str, Clip] = {
+            s: replace(clip, text=s) for spoken, clip in found.items() for s in self._sentences_of[spoken]}
+        """Sentence -> clip for every sentence already in the cache."""
+        self.missing = [s for spoken in self._wanted for s in self._sentences_of[spoken]]
+        """The sentences still to be spoken, in script order."""
+
+    def synthesise(self, progress: Callable[[int, int], None] | None = None):
+        """Speak and process the missing phrases; yield ``(sentence, clip)`` for each, in order."""
+        total = len(self.distinct)
+        done = total - len(self.missing)
+        if progress is not None and not self._wanted:
+            progress(total, total)
+        if not self._wanted:
+            return
+        wanted, rate = self._wanted, self.sample_rate
+
+        def finish(spoken: str, audio: Audio) -> Clip:
+            key, sentence = wanted[spoken]
+            processed = process_clip(audio, rate, sentence)
+            return self.cache.put(key, spoken, processed.samples, processed.lead_frames,
+                                  processed.tail_frames, processed.true_peak)
+
+        # Two processing threads (numpy and scipy release the GIL in the heavy parts);
+        # at most _AHEAD phrases wait, so memory does not grow with the script.
+        threads = 1 if getattr(self.engine, "busy_cores", 0) >= _PROCESSING_THREADS else _PROCESSING_THREADS
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            pending: deque = deque()
+
+            def collect():
+                nonlocal done
+                spoken, future = pending.popleft()
+                clip = future.result()
+                for sentence in self._sentences_of[spoken]:
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+                    yield sentence, replace(clip, text=sentence)
+
+            for spoken, audio in _spoken_ahead(self.engine, list(wanted)):
+                pending.append((spoken, pool.submit(finish, spoken, audio)))
+                if len(pending) > _AHEAD:
+                    yield from collect()
+            while pending:
+                yield from collect()
 
 
 _PROCESSING_THREADS = 2

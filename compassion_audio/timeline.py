@@ -68,6 +68,9 @@ class Timeline:
     events: tuple[Event, ...]
     chapters: tuple[Chapter, ...] = field(default=())
     title: str = ""
+    complete: bool = True
+    """False for a plan made while speech is still being synthesised: it ends at
+    ``frames``, where the first phrase without a clip would begin."""
 
     @property
     def seconds(self) -> float:

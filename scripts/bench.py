@@ -57,8 +57,10 @@ CHILD = textwrap.dedent("""
     wall = time.perf_counter() - t
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    m = r.mastering
     print(json.dumps({"wall": wall, "rss_mb": max(own, kids) / 1024, "own_rss_mb": own / 1024,
-                      "seconds": r.timeline.seconds, "phrases": r.phrases, "spoken": r.synthesised}))
+                      "seconds": r.timeline.seconds, "phrases": r.phrases, "spoken": r.synthesised,
+                      "passes": m.passes, "lufs": m.output_lufs}))
 """)
 
 
@@ -204,18 +206,21 @@ def main() -> None:
 
     mins = cold["seconds"] / 60
     print(f"track: {mins:.1f} min, {cold['phrases']} phrases")
-    print(f"cold render      {cold['wall']:7.2f} s   peak RSS {cold['rss_mb']:6.0f} MB (python {cold['own_rss_mb']:.0f} MB)")
+    print(f"cold render      {cold['wall']:7.2f} s   peak RSS {cold['rss_mb']:6.0f} MB (python {cold['own_rss_mb']:.0f} MB)   "
+          f"{cold['lufs']:.2f} LUFS in {cold['passes']} pass(es)")
     print(f"warm render      {warm['wall']:7.2f} s   peak RSS {warm['rss_mb']:6.0f} MB   spoken {warm['spoken']}")
     print(f"irreducible      {floor['total']:7.2f} s   (synthesis {floor['synth']:.2f} s + encode {floor['encode']:.2f} s)")
     print(f"overhead         {100 * (cold['wall'] / floor['total'] - 1):6.1f} %   (cold / irreducible - 1; target <= 20 %)")
     if base:
         print(f"naive baseline   {base['wall']:7.2f} s   peak RSS {base['rss_mb']:6.0f} MB")
         print(f"speed-up cold    {base['wall'] / cold['wall']:6.2f} x   warm {base['wall'] / warm['wall']:.2f} x  (target >1x cold, >=2x warm)")
-    print(f"loudness pass    {warm['wall'] - plain_warm['wall']:7.2f} s   (warm with -16 LUFS mastering - warm with loudness off)")
-    print(f"tones + rain bed {sound['wall'] - warm['wall']:7.2f} s   (warm with a ducked bed and tones under pauses >= 5 s - warm)")
+    print(f"mastering        {warm['wall'] - plain_warm['wall']:7.2f} s   (warm with -16 LUFS mastering - warm with loudness off: the meter, plus any second pass)")
+    print(f"tones + rain bed {sound['wall'] - warm['wall']:7.2f} s   (warm with a ducked bed and tones under pauses >= 5 s - warm)   "
+          f"{sound['lufs']:.2f} LUFS in {sound['passes']} pass(es)")
     if piper:
         print(f"piper cold       {piper['cold']['wall']:7.2f} s   piper synthesis alone {piper['synth']:.2f} s   "
-              f"overhead {100 * (piper['cold']['wall'] / piper['synth'] - 1):.1f} % (target <= 10 %)")
+              f"overhead {100 * (piper['cold']['wall'] / piper['synth'] - 1):.1f} % (target <= 10 %)   "
+              f"{piper['cold']['lufs']:.2f} LUFS in {piper['cold']['passes']} pass(es)")
         print(f"piper warm       {piper['warm']['wall']:7.2f} s   spoken {piper['warm']['spoken']}   peak RSS {piper['cold']['rss_mb']:.0f} MB")
     lm = long["seconds"] / 60
     print(f"{lm:.0f}-min render   {long['wall']:7.2f} s   peak RSS {long['rss_mb']:6.0f} MB (python {long['own_rss_mb']:.0f} MB)")

@@ -92,6 +92,30 @@ def test_meter_is_independent_of_block_boundaries():
     assert measure(prefix, block=7).true_peak_db() == pytest.approx(measure(prefix).true_peak_db(), abs=1e-3)
 
 
+@pytest.mark.parametrize("channels", [1, 2])
+def test_silent_blocks_skip_the_filter_without_changing_a_step(channels):
+    """Digital silence after the filter has rung out is counted as zero power, not filtered:
+    every 100 ms step equals the plain K-filter computation over the whole signal."""
+    from scipy.signal import sosfilt
+
+    from compassion_audio.loudness import k_weighting_sos
+
+    rng = np.random.default_rng(3)
+    sound = lambda seconds: 0.1 * rng.standard_normal((int(seconds * SR), channels))  # noqa: E731
+    x = np.concatenate([sound(2.05), np.zeros((int(9.3 * SR), channels)), sound(1.0),
+                        np.zeros((70001, channels)), sound(0.5)])
+    meter = LoudnessMeter(SR, channels, true_peak=False)
+    for i in range(0, x.shape[0], 4096):
+        meter.add(x[i:i + 4096] if channels > 1 else x[i:i + 4096, 0])
+    power = np.square(sosfilt(k_weighting_sos(SR), x, axis=0)).sum(axis=1)
+    step = meter.step_frames
+    expected = power[: power.size // step * step].reshape(-1, step).mean(axis=1)
+    got = meter.step_powers()
+    assert got.shape == expected.shape
+    assert np.allclose(got, expected, rtol=1e-9, atol=1e-24)
+    assert (got == 0.0).sum() >= 80  # most of the silence was skipped, not filtered
+
+
 def ffmpeg_ebur128(path):
     proc = subprocess.run([ffmpeg_exe(), "-nostats", "-hide_banner", "-i", str(path),
                            "-af", "ebur128=peak=true", "-f", "null", "-"], capture_output=True, text=True)
