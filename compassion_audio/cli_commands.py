@@ -222,7 +222,7 @@ def render_command(exercise, sets, client, length, group, exercise_dirs, output,
 class _Progress:
     """The library's progress callback as one bar per stage on a terminal, else one line per stage."""
 
-    LABELS = {"speech": "Speaking phrases", "encode": "Writing audio", "correct": "Correcting loudness"}
+    LABELS = {"render": "Speaking and writing", "correct": "Correcting loudness"}
 
     def __init__(self) -> None:
         self.stage: str | None = None
@@ -242,6 +242,7 @@ class _Progress:
             else:
                 click.echo(f"{label}...", err=True)
         if self.bar is not None:
+            self.bar.length = max(total, 1)  # an estimate until every phrase is spoken
             self.bar.update(done - self.shown)
             self.shown = done
 

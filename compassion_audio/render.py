@@ -8,6 +8,7 @@ import math
 import stat
 import tempfile
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -31,9 +32,9 @@ from .timeline import Timeline
 from .voices import VoiceProfile, create_engine, resolve_voice, voice_settings
 
 Progress = Callable[[str, int, int], None]
-"""progress(stage, done, total): stages are 'speech' (phrases; the track is mixed and
-encoded meanwhile), 'encode' (the rest of the track, in frames) and, only when the
-loudness prediction missed, 'correct' (the track written again, in frames)."""
+"""progress(stage, done, total), in frames of the track: 'render' (speaking, mixing and
+encoding, side by side; the total is estimated until every phrase is spoken) and, only
+when the first pass missed the loudness target, 'correct' (the track written again)."""
 
 OUTPUT_DIR = Path("output")
 LOSSY = ("mp3", "ogg", "opus", "m4a")
@@ -88,7 +89,7 @@ class _CountingEngine:
 
     def __getattr__(self, name: str):
         # Everything else (name, identity, voices, close, and optional extras such as
-        # identity_for or busy_cores) is the wrapped engine's own.
+        # identity_for or missing) is the wrapped engine's own.
         return getattr(self._engine, name)
 
 
@@ -131,15 +132,26 @@ def render_track(request: TrackRequest, *, engine: SpeechEngine | None = None,
     voice = request.voice or voice_settings(profile)
     request = replace(request, voice=voice)
     sentences = [s.text for s in script.speech]
-    sources = _load_sources(script, request.mix)
-    for stretch in (s for s in script.segments if isinstance(s, Breathe)):  # fail before speaking
-        BreathPattern.from_settings(request.breathing, breaths_per_min=stretch.breaths_per_min,
-                                    ratio=stretch.ratio)
-    BreathPattern.from_settings(request.breathing)
-
     own_engine = engine is None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The engine starts (a worker process, or a model loading) while the bell, the
+        # background and the breathing settings are checked - all before anything is spoken.
+        starting = pool.submit(create_engine, profile, fallback=request.fallback_profile) \
+            if own_engine else None
+        try:
+            sources = _load_sources(script, request.mix)
+            for stretch in (s for s in script.segments if isinstance(s, Breathe)):
+                BreathPattern.from_settings(request.breathing, breaths_per_min=stretch.breaths_per_min,
+                                            ratio=stretch.ratio)
+            BreathPattern.from_settings(request.breathing)
+        except BaseException:
+            if starting is not None:
+                with contextlib.suppress(Exception):
+                    starting.result().close()
+            raise
+        if starting is not None:
+            engine = starting.result()
     if own_engine:
-        engine = create_engine(profile, fallback=request.fallback_profile)
         _check_pack(engine, sentences, request.fallback_profile)
     counting = _CountingEngine(engine)
     with contextlib.ExitStack() as stack:
@@ -216,30 +228,35 @@ def _write_audio(script: Script, source: ClipSource, request: TrackRequest, sour
     mixer = TrackMixer(_plan(script, known, request, sources, partial=True), mix=mix,
                        breathing=request.breathing, bell=sources.bell, bed=sources.bed)
     target = mix.loudness_lufs
+    # The plan with every phrase timed from its word count: for the loudness
+    # prediction, and the progress total until the real plan is complete. Even
+    # clips already cached are estimated, so the same request gets the same gain -
+    # and the same file - whatever the cache holds.
+    plan = _plan(script, estimate_clips(source.distinct, request.voice, sr), request, sources)
     predicted = math.nan
     if target is not None:
-        # From word counts alone, even for clips already cached: the same request then
-        # gets the same gain, and the same file, whatever the cache holds.
-        plan = _plan(script, estimate_clips(source.distinct, request.voice, sr), request, sources)
         predicted = predict(plan, mix=mix, breathing=request.breathing, voice_lufs=CLIP_LUFS,
                             bell=sources.bell, bell_gain=db_to_gain(BELL_PEAK_DB), bed=sources.bed,
                             tone_steps=mixer.tone_powers(plan)).gain_db
     meter = LoudnessMeter(sr, mixer.channels, true_peak=False) if target is not None else None
     lossy = export.format in LOSSY
     master = StreamMaster(mixer, 0.0 if target is None else predicted, lossy=lossy, meter=meter)
-    speech_progress = (lambda d, t: progress("speech", d, t)) if progress else None
 
     def blocks():
-        for sentence, clip in source.synthesise(speech_progress):
+        for sentence, clip in source.ahead():
             known[sentence] = clip
             mixer.extend(_plan(script, known, request, sources, partial=True))
             yield from master.advance()
         mixer.extend(_plan(script, known, request, sources))
-        rest = master.advance()
-        yield from (_reporting(rest, master, "encode", progress) if progress else rest)
+        yield from master.advance()
 
+    def position() -> tuple[int, int]:
+        frames = mixer.timeline.frames if mixer.timeline.complete else max(plan.frames, master.done)
+        return master.done, frames
+
+    stream = _reporting(blocks(), "render", progress, position) if progress else blocks()
     with atomic_output(path) as tmp:
-        encode(blocks(), tmp, sample_rate=sr, channels=mixer.channels, settings=export)
+        encode(stream, tmp, sample_rate=sr, channels=mixer.channels, settings=export)
         timeline = mixer.timeline
         mastering = Mastering(0.0)
         if meter is not None:
@@ -251,7 +268,15 @@ def _write_audio(script: Script, source: ClipSource, request: TrackRequest, sour
                 meter = LoudnessMeter(sr, mixer.channels, true_peak=False)
                 again = mastered_blocks(mixer, gain, lossy=lossy, meter=meter)
                 if progress:
-                    again = _reporting(again, None, "correct", progress, timeline.frames)
+                    written = [0]
+
+                    def counted(blocks):
+                        for block in blocks:
+                            written[0] += block.shape[0]
+                            yield block
+
+                    again = _reporting(counted(again), "correct", progress,
+                                       lambda: (min(written[0], timeline.frames), timeline.frames))
                 encode(again, tmp, sample_rate=sr, channels=mixer.channels, settings=export)
                 whole, voice = measured(meter, timeline)
                 mastering = Mastering(gain, whole, voice, predicted_gain_db=predicted, passes=2)
@@ -270,16 +295,10 @@ def _remux_with_metadata(path: Path, ffmetadata: str) -> None:
         remux_m4a(path, Path(tmp) / ("remuxed" + path.suffix), meta)
 
 
-def _reporting(blocks, master: StreamMaster | None, stage: str, progress: Progress,
-               total: int | None = None):
-    """Report frames written: the streaming master's position, or a count of our own."""
-    done = 0
+def _reporting(blocks, stage: str, progress: Progress, position: Callable[[], tuple[int, int]]):
+    """Call ``progress(stage, *position())`` as each block goes to the encoder."""
     for block in blocks:
-        done += block.shape[0]
-        if master is not None:
-            progress(stage, min(master.done, master.mixer.timeline.frames), master.mixer.timeline.frames)
-        else:
-            progress(stage, min(done, total), total)
+        progress(stage, *position())
         yield block
 
 

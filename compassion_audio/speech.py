@@ -49,8 +49,8 @@ class ClipSource:
 
     The lexicon rewrites what is spoken; the cache key is the spoken text plus
     the engine's identity and the rate, so unchanged phrases are never re-spoken.
-    Cache misses are spoken on a helper thread while processing threads trim and
-    level-match the previous phrases (the engine runs in its own process, or
+    Cache misses are spoken on a helper thread while a processing thread trims and
+    level-matches the previous phrases (the engine runs in its own process, or
     releases the GIL), so synthesis and processing overlap - and the caller can
     mix and encode the clips already done meanwhile.
     """
@@ -88,6 +88,41 @@ class ClipSource:
         self.missing = [s for spoken in self._wanted for s in self._sentences_of[spoken]]
         """The sentences still to be spoken, in script order."""
 
+    def ahead(self, progress: Callable[[int, int], None] | None = None):
+        """As ``synthesise()``, but run on a helper thread that never waits for the caller:
+        speech keeps going while the caller mixes and encodes what is already done."""
+        results: queue.SimpleQueue = queue.SimpleQueue()
+        stop = threading.Event()
+        done = object()
+
+        def run() -> None:
+            spoken = self.synthesise(progress)
+            try:
+                for item in spoken:
+                    if stop.is_set():
+                        break
+                    results.put((item, None))
+            except BaseException as exc:  # handed to the caller, raised there
+                results.put((None, exc))
+                return
+            finally:
+                spoken.close()
+            results.put((done, None))
+
+        worker = threading.Thread(target=run, name="compassion-audio-clips", daemon=True)
+        worker.start()
+        try:
+            while True:
+                item, error = results.get()
+                if error is not None:
+                    raise error
+                if item is done:
+                    return
+                yield item
+        finally:
+            stop.set()
+            worker.join()
+
     def synthesise(self, progress: Callable[[int, int], None] | None = None):
         """Speak and process the missing phrases; yield ``(sentence, clip)`` for each, in order."""
         total = len(self.distinct)
@@ -104,10 +139,10 @@ class ClipSource:
             return self.cache.put(key, spoken, processed.samples, processed.lead_frames,
                                   processed.tail_frames, processed.true_peak)
 
-        # Two processing threads (numpy and scipy release the GIL in the heavy parts);
-        # at most _AHEAD phrases wait, so memory does not grow with the script.
-        threads = 1 if getattr(self.engine, "busy_cores", 0) >= _PROCESSING_THREADS else _PROCESSING_THREADS
-        with ThreadPoolExecutor(max_workers=threads) as pool:
+        # One processing thread keeps up with synthesis (~9 ms per phrase against
+        # espeak-ng's ~15 ms); a second only took CPU from the encoder running beside
+        # (render.py). At most _AHEAD phrases wait, so memory does not grow with the script.
+        with ThreadPoolExecutor(max_workers=1) as pool:
             pending: deque = deque()
 
             def collect():
@@ -128,7 +163,6 @@ class ClipSource:
                 yield from collect()
 
 
-_PROCESSING_THREADS = 2
 _AHEAD = 4
 """Phrases the synthesis thread may run ahead of processing."""
 

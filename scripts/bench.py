@@ -1,6 +1,6 @@
 """Benchmark compassion-audio renders; prints ratios. Not a test: run ./scripts/bench.
 
-Measures, in one run: a cold and a warm (cache-hit) render of a ~30-minute script
+Measures, in one run (medians of --runs): a cold and a warm (cache-hit) render of a ~30-minute script
 to MP3 (wall time, peak RSS of the whole process tree); the irreducible work
 (synthesising the same phrases with the engine alone + encoding the final PCM
 with ffmpeg); a naive render (pyttsx3 per sentence, pydub ``+=``, one export);
@@ -89,12 +89,18 @@ def irreducible(script_text: str, mp3: Path, work: Path) -> dict:
     raw = work / "final.f32"
     subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(mp3), "-f", "f32le", "-ac", "1",
                     "-ar", "44100", str(raw)], check=True)
-    from compassion_audio.export import _CODECS, _quality
+    from compassion_audio.export import _CODECS, _quality, input_args, wav_header
 
+    # The same input the product gives ffmpeg (float WAV, large packets), from a file.
+    wav = work / "final.wav"
+    with open(wav, "wb") as out, open(raw, "rb") as src:
+        out.write(wav_header(44100, 1))
+        while chunk := src.read(1 << 20):
+            out.write(chunk)
+    source = [str(wav) if arg == "pipe:0" else arg for arg in input_args("mp3")]
     t = time.perf_counter()
-    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "f32le", "-ar", "44100", "-ac", "1",
-                    "-i", str(raw), *_CODECS["mp3"], *_quality("mp3", None), str(work / "enc.mp3")],
-                   check=True)
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", *source, *_CODECS["mp3"], *_quality("mp3", None),
+                    str(work / "enc.mp3")], check=True)
     encode = time.perf_counter() - t
     return {"synth": synth, "encode": encode, "total": synth + encode, "sentences": len(sentences)}
 
@@ -170,10 +176,16 @@ def _piper_synthesis_in_child(script: Path) -> float:
     return float(proc.stdout.strip().splitlines()[-1])
 
 
+def _median(runs: list[dict], key: str = "wall") -> dict:
+    """The run with the median ``key`` (all its figures from that one run)."""
+    return sorted(runs, key=lambda r: r[key])[len(runs) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--long-minutes", type=float, default=60.0)
+    parser.add_argument("--runs", type=int, default=3, help="runs of the cold/warm/irreducible figures (median)")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--skip-piper", action="store_true")
     parser.add_argument("--piper-synthesis-of", type=Path, help=argparse.SUPPRESS)
@@ -187,10 +199,14 @@ def main() -> None:
         text = make_script(args.minutes)
         script = work / "bench.txt"
         script.write_text(text)
-        cache = work / "cache"
-        cold = run_render(script, work / "cold.mp3", cache)
-        warm = run_render(script, work / "warm.mp3", cache)
-        floor = irreducible(text, work / "cold.mp3", work)
+        # Cold, warm and the irreducible work, each the median of --runs runs: single
+        # runs on a shared 2-core machine vary by about ±10 %.
+        colds = [run_render(script, work / "cold.mp3", work / f"cache-cold-{i}") for i in range(args.runs)]
+        cold = _median(colds)
+        warm = _median([run_render(script, work / "warm.mp3", work / "cache-cold-0")
+                        for _ in range(args.runs)])
+        cache = work / "cache-cold-0"
+        floor = _median([irreducible(text, work / "cold.mp3", work) for _ in range(args.runs)], key="total")
         base = None if args.skip_naive else naive(script, work / "naive.mp3")
         plain_warm = run_render(script, work / "plain.mp3", cache, mix={"loudness_lufs": None})
         sound = run_render(script, work / "sound.mp3", cache, mix={"background": "rain"},

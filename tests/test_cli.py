@@ -251,7 +251,7 @@ def test_render_writes_the_file_and_says_so(tiny_render):
     path = Path(match["path"])
     assert path == tiny_render["path"] and path.is_file()
     assert (int(match["phrases"]), int(match["new"])) == (3, 3)    # three sentences, cold cache
-    assert "Speaking phrases..." in result.stderr and "error" not in result.stderr
+    assert "Speaking and writing..." in result.stderr and "error" not in result.stderr
     with wave.open(str(path), "rb") as w:                           # the header, read without the product
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (SR, 1, 2)
     samples = decode(path)

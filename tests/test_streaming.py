@@ -8,7 +8,6 @@ track again; the file is the same whatever the cache held.
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -64,8 +64,6 @@ class PiperEngine:
     """SpeechEngine over piper-tts. The model loads on first use (~0.5 s, ~300 MB)."""
 
     name = "piper"
-    busy_cores = 2
-    """Inference already keeps both cores busy: the speech stage then processes on one thread."""
 
     def __init__(self, profile: "VoiceProfile") -> None:
         require_piper()
