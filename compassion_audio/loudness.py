@@ -214,7 +214,7 @@ class LoudnessMeter:
             self._add_power(np.square(filtered, out=filtered))
             return
         filtered, self._zi = sosfilt(self._sos, data, axis=0, zi=self._zi)
-        self._add_power(np.square(filtered) @ self._weights)
+        self._add_power(np.einsum("fc,c->f", np.square(filtered), self._weights))  # no BLAS threads
 
     def _add_silence(self, frames: int) -> None:
         """As _add_power(np.zeros(frames)), without the array."""
