@@ -45,7 +45,8 @@ class _Placed:
 
 
 class TrackMixer:
-    """Mixes one timeline. ``blocks()`` may be called more than once (two-pass mastering)."""
+    """Mixes one timeline; ``render(a, n)`` is a pure function of the frames (a second pass
+    gives the same samples)."""
 
     def __init__(self, timeline: Timeline, *, mix: MixSettings, breathing: BreathingSettings,
                  bell: np.ndarray | None = None, bed=None, block_frames: int = BLOCK_FRAMES) -> None:
