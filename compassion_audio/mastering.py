@@ -33,6 +33,11 @@ TOLERANCE_DB = 0.3
 """A first pass this close to its target is kept (the standard allows ±1 LU, and an
 album's tracks must match within 1 LU); further off, the track is written again."""
 GAIN_LIMIT_DB = 30.0
+SPEECH_SPREAD_LU = 0.2
+"""Real speech measures this much quieter over the whole mix than where the voice speaks
+(its softer edges and word gaps weigh in the whole mix's gating; the model's constant
+voice has none). Measured: 24 short renders of the 12 exercises, with and without a
+rain bed, came out at -16.17 to -16.30 LUFS (voice -15.96 to -16.06) without it."""
 
 
 @dataclass(frozen=True)
@@ -125,8 +130,8 @@ def predict(plan: Timeline, *, mix: MixSettings, breathing: BreathingSettings, v
         level = db_to_gain(mix.background_level_db) ** 2 * bed_power(bed)
         ducked = level * db_to_gain(-mix.duck_db) ** 2
         total += np.where(voiced, ducked, level)
-    whole = gated_lufs(total)
-    voice_mix = gated_lufs(total, select=voiced) if voiced.any() else whole
+    voice_mix = gated_lufs(total, select=voiced) if voiced.any() else gated_lufs(total)
+    whole = gated_lufs(total) - (SPEECH_SPREAD_LU if voiced.any() else 0.0)
     return Prediction(whole, voice_mix, gain_for(whole, voice_mix, mix.loudness_lufs))
 
 

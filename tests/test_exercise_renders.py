@@ -126,6 +126,22 @@ def test_track_length_equals_the_timeline(library, name):
 
 
 @pytest.mark.parametrize("name", EXERCISES)
+def test_the_predicted_gain_meets_the_target_in_one_pass(library, name):
+    """The gain chosen before any speech existed holds: one pass, the written track within
+    0.3 LU of -16 LUFS (or, for a mostly-breathing track, its voice at the target's cap)."""
+    from compassion_audio.mastering import VOICE_HEADROOM_LU
+    from compassion_audio.loudness import LoudnessMeter
+
+    result, samples = library(name)
+    m = result.mastering
+    assert m.passes == 1, m
+    assert abs(m.output_lufs + 16.0) <= 0.3 or m.output_voice_lufs >= -16.0 + VOICE_HEADROOM_LU - 0.3, m
+    meter = LoudnessMeter(SR, 1, true_peak=False)  # the file says what the stream meter said
+    meter.add(samples)
+    assert meter.integrated_lufs() == pytest.approx(m.output_lufs, abs=0.02)
+
+
+@pytest.mark.parametrize("name", EXERCISES)
 def test_speech_is_heard_in_every_speech_event(library, name):
     result, samples = library(name)
     timeline = result.timeline
