@@ -22,7 +22,7 @@ from .export import check_writable, encode, format_for, remux_m4a
 from .files import atomic_output, write_text_atomic
 from .loudness import LoudnessMeter
 from .mastering import TOLERANCE_DB, Mastering, gain_for, measured, predict
-from .mix import BELL_PEAK_DB, StreamMaster, TrackMixer, mastered_blocks
+from .mix import BELL_PEAK_DB, StreamMaster, TrackMixer
 from .audio import db_to_gain
 from .segments import Bell, Breathe, Script
 from .tones import BreathPattern
@@ -266,17 +266,11 @@ def _write_audio(script: Script, source: ClipSource, request: TrackRequest, sour
             if abs(correction) > TOLERANCE_DB:
                 gain = predicted + correction
                 meter = LoudnessMeter(sr, mixer.channels, true_peak=False)
-                again = mastered_blocks(mixer, gain, lossy=lossy, meter=meter)
+                second = StreamMaster(mixer, gain, lossy=lossy, meter=meter)
+                again = second.advance()
                 if progress:
-                    written = [0]
-
-                    def counted(blocks):
-                        for block in blocks:
-                            written[0] += block.shape[0]
-                            yield block
-
-                    again = _reporting(counted(again), "correct", progress,
-                                       lambda: (min(written[0], timeline.frames), timeline.frames))
+                    again = _reporting(again, "correct", progress,
+                                       lambda: (second.done, timeline.frames))
                 encode(again, tmp, sample_rate=sr, channels=mixer.channels, settings=export)
                 whole, voice = measured(meter, timeline)
                 mastering = Mastering(gain, whole, voice, predicted_gain_db=predicted, passes=2)

@@ -105,12 +105,12 @@ def test_the_clip_source_yields_cache_hits_at_once_and_the_rest_in_order(tmp_pat
 MIXED = "Welcome.\n[pause 3s]\nBreathe gently now.\n[pause 8s]\nAnd rest.\n[breathe 20s]\nGoodbye for now.\n"
 
 
-def render(tmp_path, name, *, text=MIXED, mix=None, **kw):
+def render(tmp_path, name, *, text=MIXED, mix=None, progress=None, **kw):
     script = tmp_path / "script.txt"
     script.write_text(text, encoding="utf-8")
     request = TrackRequest(exercise=str(script), output=tmp_path / name, force=True,
                            cache_dir=tmp_path / "cache", mix=mix or MixSettings(), **kw)
-    return render_track(request, engine=FakeEngine())
+    return render_track(request, engine=FakeEngine(), progress=progress)
 
 
 def test_the_file_is_the_same_whatever_the_cache_held(tmp_path):
@@ -134,8 +134,14 @@ def test_a_missed_prediction_is_corrected_by_a_second_pass(tmp_path, monkeypatch
         return replace(p, gain_db=p.gain_db - 4.0)
 
     monkeypatch.setattr("compassion_audio.render.predict", wrong)
-    corrected = render(tmp_path, "corrected.wav", text=SPOKEN)
+    reports = []
+    corrected = render(tmp_path, "corrected.wav", text=SPOKEN, progress=lambda *r: reports.append(r))
     m = corrected.mastering
+    frames = corrected.timeline.frames
+    stages = [r[0] for r in reports]
+    assert stages.index("correct") > len(stages) - 1 - stages[::-1].index("render")  # after 'render'
+    assert reports[-1] == ("correct", frames, frames)
+    assert max(r[1] for r in reports if r[0] == "render") == frames
     assert m.passes == 2
     assert m.predicted_gain_db == pytest.approx(right.mastering.predicted_gain_db - 4.0)
     assert m.gain_db == pytest.approx(right.mastering.gain_db, abs=0.3)
