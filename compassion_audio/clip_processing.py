@@ -13,7 +13,7 @@ from scipy.signal import firwin, sosfilt
 
 from .audio import Audio, audible_bounds, db_to_gain, fade_edges, gain_to_db, resample, seconds_to_frames
 from .errors import SpeechError
-from .loudness import gated_lufs, k_weighting_sos, true_peak
+from .loudness import fractional_taps, gated_lufs, k_weighting_sos, true_peak
 from .text import quote_phrase
 
 LEAD_SECONDS = 0.010
@@ -340,26 +340,11 @@ def _match_level(clip: np.ndarray, sample_rate: int) -> bool:
     return True
 
 
-_QUARTER_TAPS = 16
-"""Half-length of the quarter-frame interpolator (that of loudness.py's 4x detector)."""
+_PHASES = fractional_taps()
+"""(32, 3): the true-peak detector's interpolator, as weights of frames n-15 .. n+16."""
+_QUARTER_TAPS = _PHASES.shape[0] // 2
 _PAD = 2 * _QUARTER_TAPS
 """Zero frames kept either side of a clip while it is processed (the interpolator's reach)."""
-
-
-def _quarter_phases() -> np.ndarray:
-    """(2 * _QUARTER_TAPS, 3): the values a quarter, half and three quarters past frame n
-    from frames n-15 .. n+16 (loudness.true_peak's Kaiser-windowed sinc)."""
-    half = _QUARTER_TAPS * 4
-    window = np.kaiser(2 * half + 1, 8.0)
-    offsets = np.arange(-_QUARTER_TAPS + 1, _QUARTER_TAPS + 1)
-    phases = np.zeros((3, offsets.size))
-    for p in (1, 2, 3):
-        at = 4 * offsets - p  # distance from the interpolated point, in quarter frames
-        phases[p - 1] = np.sinc(at / 4.0) * window[half + at]
-    return phases.T.astype(np.float32)
-
-
-_PHASES = _quarter_phases()
 
 
 def _true_peak_bound(padded: np.ndarray, pad: int, band: float) -> float:

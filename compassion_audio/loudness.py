@@ -61,6 +61,15 @@ def _interpolation_phases() -> np.ndarray:
 
 
 _PHASES = _interpolation_phases()
+
+
+def fractional_taps() -> np.ndarray:
+    """(2 * _HALF_TAPS, 3) float32: the weights of frames n-15 .. n+16 that give the values a
+    quarter, half and three quarters of a frame past frame n (the detector's own
+    interpolator, for code that interpolates only where a peak could hide)."""
+    return np.ascontiguousarray(_PHASES[3:0:-1, :2 * _HALF_TAPS].T, dtype=np.float32)
+
+
 _OVERSHOOT_BOUND = float(np.abs(_PHASES).sum(axis=1).max())
 """No interpolated value can exceed the largest input magnitude in its window by more
 than this factor (the filter's largest L1 norm): blocks quieter than target/bound

@@ -145,11 +145,6 @@ class TrackMixer:
                 self._clip_cache.popitem(last=False)
         return clip
 
-    def blocks(self) -> Iterator[np.ndarray]:
-        """The raw mix, ``(frames, channels)`` float32 blocks covering the whole track."""
-        for a in range(0, self.timeline.frames, self.block_frames):
-            yield self.render(a, min(self.block_frames, self.timeline.frames - a))
-
     def peak_bound(self, a: int, n: int) -> float:
         """An upper bound of the true peak of frames [a, a+n): the sum of the peaks of
         every source sounding there (sources' true peaks add at worst)."""
