@@ -25,6 +25,7 @@ from compassion_audio.cli import cli
 from compassion_audio.config import MixSettings
 from compassion_audio.render import TrackRequest, render_track
 
+from . import conftest
 from .conftest import decode, ebur128, sounding_runs
 
 pytestmark = pytest.mark.engine
@@ -84,22 +85,7 @@ def gaps(runs) -> list[float]:
 
 
 def median_f0(x: np.ndarray, sr: int = SR) -> float:
-    """Median pitch by autocorrelation over 40 ms voiced windows (60-400 Hz)."""
-    x = x.astype(np.float64)
-    size, hop, low, high = int(0.04 * sr), int(0.01 * sr), int(sr / 400), int(sr / 60)
-    loudest = np.abs(x).max()
-    found = []
-    for i in range(0, len(x) - size, hop):
-        w = x[i:i + size] * np.hanning(size)
-        if np.sqrt(np.mean(w * w)) < 0.025 * loudest:
-            continue
-        ac = np.correlate(w, w, "full")[size - 1:]
-        ac = ac / ac[0]
-        lag = low + int(np.argmax(ac[low:high]))
-        if ac[lag] > 0.5:
-            found.append(sr / lag)
-    assert len(found) > 20, "too few voiced windows to measure pitch"
-    return float(np.median(found))
+    return conftest.median_f0(x, sr, min_windows=21)
 
 
 def cli_run(*args: str, code: int = 0):

@@ -13,6 +13,8 @@ from compassion_audio.engines.base import EngineVoice
 from compassion_audio.errors import ProfileError, VoiceError
 from compassion_audio.speech import synthesize_clips
 
+from . import conftest
+
 PARAGRAPH = ("Let yourself settle into a comfortable position. When you are ready, allow your breath "
              "to slow a little. There is nothing you need to get right. Notice the weight of your body "
              "resting on the chair. If your mind wanders, that is fine; gently bring your attention back "
@@ -33,20 +35,7 @@ def heard_wpm(audio: Audio, text: str) -> float:
 
 
 def median_f0(audio: Audio) -> float:
-    """Median pitch by autocorrelation over 40 ms voiced windows (60-400 Hz)."""
-    x, sr = audio.samples.astype(np.float64), audio.sample_rate
-    size, hop, low, high = int(0.04 * sr), int(0.01 * sr), int(sr / 400), int(sr / 60)
-    found = []
-    for i in range(0, len(x) - size, hop):
-        w = x[i:i + size] * np.hanning(size)
-        if np.sqrt(np.mean(w * w)) < 0.1 * np.abs(x).max() / 4:
-            continue
-        ac = np.correlate(w, w, "full")[size - 1:]
-        ac = ac / ac[0]
-        lag = low + int(np.argmax(ac[low:high]))
-        if ac[lag] > 0.5:
-            found.append(sr / lag)
-    return float(np.median(found))
+    return conftest.median_f0(audio.samples, audio.sample_rate)
 
 
 def test_shipped_profiles_load():
