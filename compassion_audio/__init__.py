@@ -6,7 +6,7 @@ Public API: ``render_track(TrackRequest(...))`` renders a track; the stages are
 """
 __version__ = "0.1.0"
 
-from .errors import CompassionAudioError  # noqa: E402
+from compassion_audio.core.errors import CompassionAudioError  # noqa: E402
 
 __all__ = ["CompassionAudioError", "__version__", "render_track", "TrackRequest", "TrackResult"]
 
@@ -14,7 +14,7 @@ __all__ = ["CompassionAudioError", "__version__", "render_track", "TrackRequest"
 def __getattr__(name: str):
     # Imported lazily so `import compassion_audio` stays cheap for the CLI's --help.
     if name in ("render_track", "TrackRequest", "TrackResult"):
-        from . import render
+        from compassion_audio import render
 
         return getattr(render, name)
     raise AttributeError(name)

@@ -12,24 +12,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import templates
-from .assemble import estimate_clips, plan_timeline
-from .cache import ClipCache, default_cache_dir
-from .config import BreathingSettings, ExportSettings, MixSettings, VoiceSettings
-from .engines.base import SpeechEngine
-from .errors import SpeechError
-from .export import check_writable, encode, format_for, remux_m4a
-from .files import atomic_output, write_text_atomic
-from .loudness import LoudnessMeter
-from .mastering import TOLERANCE_DB, Mastering, gain_for, measured, predict
-from .mix import BELL_PEAK_DB, StreamMaster, TrackMixer
-from .audio import db_to_gain
-from .segments import Bell, Breathe, Script
-from .tones import BreathPattern
-from .clip_processing import CLIP_LUFS
-from .speech import ClipSource
-from .timeline import Timeline
-from .voices import VoiceProfile, create_engine, resolve_voice, voice_settings
+from compassion_audio.script import templates
+from compassion_audio.sound.assemble import estimate_clips, plan_timeline
+from compassion_audio.speech.cache import ClipCache, default_cache_dir
+from compassion_audio.core.settings import BreathingSettings, ExportSettings, MixSettings, VoiceSettings
+from compassion_audio.speech.engines.base import SpeechEngine
+from compassion_audio.core.errors import SpeechError
+from compassion_audio.output.export import check_writable, encode, format_for, remux_m4a
+from compassion_audio.core.files import atomic_output, write_text_atomic
+from compassion_audio.core.loudness import LoudnessMeter
+from compassion_audio.sound.mastering import TOLERANCE_DB, Mastering, gain_for, measured, predict
+from compassion_audio.sound.mix import BELL_PEAK_DB, StreamMaster, TrackMixer
+from compassion_audio.core.audio import db_to_gain
+from compassion_audio.core.segments import Bell, Breathe, Script
+from compassion_audio.sound.tones import BreathPattern
+from compassion_audio.speech.clip_processing import CLIP_LUFS
+from compassion_audio.speech.clip_source import ClipSource
+from compassion_audio.core.timeline import Timeline
+from compassion_audio.speech.voices import VoiceProfile, create_engine, resolve_voice, voice_settings
 
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total), in frames of the track: 'render' (speaking, mixing and
@@ -192,7 +192,7 @@ class _Sources:
 
 
 def _load_sources(script: Script, mix: MixSettings) -> _Sources:
-    from . import bells
+    from compassion_audio.sound import bells
 
     sr = mix.sample_rate
     bell, ring, bed = None, 0, None
@@ -200,7 +200,7 @@ def _load_sources(script: Script, mix: MixSettings) -> _Sources:
         bell = bells.load_bell(mix.bell_file, sr) if mix.bell_file else bells.singing_bowl(sr)
         ring = bells.ring_frames(bell, sr)
     if mix.background:
-        from .beds import Bed
+        from compassion_audio.sound.beds import Bed
 
         bed = Bed.from_setting(mix.background, sr, mix.channels)
     return _Sources(bell, ring, bed)
@@ -221,7 +221,7 @@ def _write_audio(script: Script, source: ClipSource, request: TrackRequest, sour
     phrases they hold are spoken, with the gain the plan predicts; the mastered track
     is metered on the way and, if it missed the target by more than TOLERANCE_DB,
     written again with the gain corrected by the measurement."""
-    from . import tags as tagging
+    from compassion_audio.output import tags as tagging
 
     mix, sr = request.mix, request.mix.sample_rate
     known = dict(source.ready)
@@ -299,7 +299,7 @@ def _reporting(blocks, stage: str, progress: Progress, position: Callable[[], tu
 def _write_sidecars(timeline: Timeline, path: Path, export: ExportSettings) -> list[Path]:
     written: list[Path] = []
     if export.captions:
-        from .captions import write_captions
+        from compassion_audio.output.captions import write_captions
 
         written += write_captions(timeline, path)
     if export.timeline_json:

@@ -43,9 +43,9 @@ CHILD = textwrap.dedent("""
     import json, resource, sys, time
     from dataclasses import replace
     from pathlib import Path
-    from compassion_audio.config import BreathingSettings, MixSettings
+    from compassion_audio.core.settings import BreathingSettings, MixSettings
     from compassion_audio.render import TrackRequest, render_track
-    from compassion_audio.voices import resolve_voice
+    from compassion_audio.speech.voices import resolve_voice
     extra = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
     mix = replace(MixSettings(), **extra.get("mix", {}))
     breathing = replace(BreathingSettings(), **extra.get("breathing", {}))
@@ -72,12 +72,12 @@ def run_render(script: Path, out: Path, cache: Path, **extra) -> dict:
 
 def irreducible(script_text: str, mp3: Path, work: Path) -> dict:
     """Engine-only synthesis of the same phrases + ffmpeg encoding of the final PCM."""
-    from compassion_audio import markers
-    from compassion_audio.config import VoiceSettings
-    from compassion_audio.engines.pyttsx3_engine import Pyttsx3Engine
-    from compassion_audio.tools import ffmpeg_exe
+    from compassion_audio.script import markers
+    from compassion_audio.core.settings import VoiceSettings
+    from compassion_audio.speech.engines.pyttsx3_engine import Pyttsx3Engine
+    from compassion_audio.core.tools import ffmpeg_exe
 
-    from compassion_audio.segments import Speech
+    from compassion_audio.core.segments import Speech
 
     sentences = [s.text for s in markers.parse(script_text, source="bench") if isinstance(s, Speech)]
     with Pyttsx3Engine(VoiceSettings()) as engine:
@@ -89,7 +89,7 @@ def irreducible(script_text: str, mp3: Path, work: Path) -> dict:
     raw = work / "final.f32"
     subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-i", str(mp3), "-f", "f32le", "-ac", "1",
                     "-ar", "44100", str(raw)], check=True)
-    from compassion_audio.export import _CODECS, _quality, input_args, wav_header
+    from compassion_audio.output.export import _CODECS, _quality, input_args, wav_header
 
     # The same input the product gives ffmpeg (float WAV, large packets), from a file.
     wav = work / "final.wav"
@@ -110,8 +110,9 @@ NAIVE = textwrap.dedent("""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from pydub import AudioSegment
-    from compassion_audio import markers, tools
-    from compassion_audio.segments import Pause, Speech
+    from compassion_audio.script import markers
+    from compassion_audio.core import tools
+    from compassion_audio.core.segments import Pause, Speech
     tools.prepare_espeak(); tools.pydub()
     import pyttsx3
     text = open(sys.argv[1]).read()
@@ -155,9 +156,9 @@ def naive(script: Path, out: Path) -> dict:
 
 def piper_synthesis(script_text: str) -> float:
     """Piper's own synthesis time for the script's phrases (model loaded beforehand)."""
-    from compassion_audio import markers
-    from compassion_audio.segments import Speech
-    from compassion_audio.voices import create_engine, resolve_voice
+    from compassion_audio.script import markers
+    from compassion_audio.core.segments import Speech
+    from compassion_audio.speech.voices import create_engine, resolve_voice
 
     sentences = [s.text for s in markers.parse(script_text, source="bench") if isinstance(s, Speech)]
     engine = create_engine(resolve_voice("neural-joe"))

@@ -7,9 +7,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from compassion_audio.audio import Audio
-from compassion_audio.engines.base import EngineVoice
-from compassion_audio.tools import ffmpeg_exe
+from compassion_audio.core.audio import Audio
+from compassion_audio.speech.engines.base import EngineVoice
+from compassion_audio.core.tools import ffmpeg_exe
 
 FAKE_RATE = 44100
 FAKE_PAD = 2205           # 50 ms of engine silence before and after every phrase

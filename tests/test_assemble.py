@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from compassion_audio.assemble import breathe_frames, plan_timeline
-from compassion_audio.config import BreathingSettings, MixSettings, VoiceSettings
-from compassion_audio.errors import SpeechError
-from compassion_audio.segments import Bell, Breathe, Chapter, Pause, Script, Speech
-from compassion_audio.timeline import Clip
+from compassion_audio.sound.assemble import breathe_frames, plan_timeline
+from compassion_audio.core.settings import BreathingSettings, MixSettings, VoiceSettings
+from compassion_audio.core.errors import SpeechError
+from compassion_audio.core.segments import Bell, Breathe, Chapter, Pause, Script, Speech
+from compassion_audio.core.timeline import Clip
 
 SR = 44100
 VOICE = VoiceSettings(sentence_gap_seconds=0.5, paragraph_gap_seconds=1.0)

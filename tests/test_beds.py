@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from compassion_audio.beds import BED_NAMES, Bed, duck_gain
-from compassion_audio.errors import AudioError, ParameterError
+from compassion_audio.sound.beds import BED_NAMES, Bed, duck_gain
+from compassion_audio.core.errors import AudioError, ParameterError
 
 SR = 22050  # beds are level and texture, not pitch: half rate keeps the tests quick
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from scipy.io import wavfile
 
-from compassion_audio.bells import load_bell, ring_frames, singing_bowl
-from compassion_audio.errors import AudioError
+from compassion_audio.sound.bells import load_bell, ring_frames, singing_bowl
+from compassion_audio.core.errors import AudioError
 
 SR = 44100
 BOWL_RATIOS = (1.0, 2.71, 5.13, 8.21)

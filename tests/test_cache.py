@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from compassion_audio.cache import ClipCache, default_cache_dir
+from compassion_audio.speech.cache import ClipCache, default_cache_dir
 
 IDENTITY = {"engine": "fake", "voice": "v1", "rate_wpm": 130}
 

@@ -11,10 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compassion_audio import captions, tools
-from compassion_audio.captions import Cue, cues, describe_seconds, to_srt, to_transcript, to_webvtt
-from compassion_audio.errors import OutputError, ParameterError
-from compassion_audio.timeline import Chapter, Event, Timeline
+from compassion_audio.output import captions
+from compassion_audio.core import tools
+from compassion_audio.output.captions import Cue, cues, describe_seconds, to_srt, to_transcript, to_webvtt
+from compassion_audio.core.errors import OutputError, ParameterError
+from compassion_audio.core.timeline import Chapter, Event, Timeline
 
 SR = 48000
 
@@ -220,7 +221,7 @@ def test_failed_write_leaves_no_temp_file_and_keeps_the_old_one(practice, tmp_pa
     def refuse(src, dst):
         raise OSError(28, "No space left on device")
 
-    from compassion_audio import files
+    from compassion_audio.core import files
 
     monkeypatch.setattr(files.os, "replace", refuse)
     with pytest.raises(OutputError, match="cannot write a.vtt .*No space left on device"):

@@ -17,9 +17,9 @@ import mutagen
 import pytest
 from click.testing import CliRunner
 
-from compassion_audio import templates
+from compassion_audio.script import templates
 from compassion_audio.cli import cli
-from compassion_audio.errors import (AudioError, ExerciseNotFound, MarkerError, OutputError,
+from compassion_audio.core.errors import (AudioError, ExerciseNotFound, MarkerError, OutputError,
                                      ParameterError, ProfileError, VoiceError)
 
 from .conftest import decode, ebur128, sounding_runs
@@ -182,7 +182,7 @@ def test_list_programmes():
     result = run("list", "--programmes")
     assert result.exit_code == 0, result.output
     out = result.stdout.splitlines()
-    files = sorted((REPO / "compassion_audio" / "programmes").glob("*.toml"))
+    files = sorted((REPO / "compassion_audio" / "script" / "programmes").glob("*.toml"))
     assert files
     for path in files:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -285,7 +285,7 @@ def test_failed_render_leaves_nothing_half_written(work, tiny_render, tmp_path, 
     keep.write_bytes(b"an earlier track")
     cache = ["--cache-dir", tiny_render["cache"]]
     # ffmpeg fails only after all the speech is made: an encoder it does not have.
-    from compassion_audio import export
+    from compassion_audio.output import export
 
     monkeypatch.setitem(export._CODECS, "mp3", ["-c:a", "no_such_encoder", "-f", "mp3"])
     fresh = run("render", work["tiny"], "-o", out / "new.mp3", "-q", *cache)
@@ -302,7 +302,7 @@ def test_failed_render_leaves_nothing_half_written(work, tiny_render, tmp_path, 
 
 def test_interrupted_render_leaves_nothing_half_written(work, tiny_render, tmp_path, monkeypatch):
     """Ctrl-C while the encoded temp file is being tagged: it is removed, the old file kept."""
-    from compassion_audio import tags
+    from compassion_audio.output import tags
 
     out = tmp_path / "out"
     out.mkdir()

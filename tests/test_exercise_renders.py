@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from compassion_audio import bells, templates
+from compassion_audio.sound import bells
+from compassion_audio.script import templates
 from compassion_audio.cli import cli
-from compassion_audio.lint import SAMPLE_PROFILE
+from compassion_audio.script.lint import SAMPLE_PROFILE
 from compassion_audio.render import TrackRequest, render_track
-from compassion_audio.tones import BreathPattern, whole_cycles
+from compassion_audio.sound.tones import BreathPattern, whole_cycles
 
 from .conftest import decode, sounding_runs
 
@@ -129,8 +130,8 @@ def test_track_length_equals_the_timeline(library, name):
 def test_the_predicted_gain_meets_the_target_in_one_pass(library, name):
     """The gain chosen before any speech existed holds: one pass, the written track within
     0.3 LU of -16 LUFS (or, for a mostly-breathing track, its voice at the target's cap)."""
-    from compassion_audio.mastering import VOICE_HEADROOM_LU
-    from compassion_audio.loudness import LoudnessMeter
+    from compassion_audio.sound.mastering import VOICE_HEADROOM_LU
+    from compassion_audio.core.loudness import LoudnessMeter
 
     result, samples = library(name)
     m = result.mastering

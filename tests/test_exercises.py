@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from compassion_audio.lint import check_exercise, reading_problems, sample_profile, template_values
-from compassion_audio.profile import apply_overrides, empty_profile
-from compassion_audio.segments import Breathe, Pause
-from compassion_audio.templates import find_exercise, render_script, render_text
+from compassion_audio.script.lint import check_exercise, reading_problems, sample_profile, template_values
+from compassion_audio.script.profile import apply_overrides, empty_profile
+from compassion_audio.core.segments import Breathe, Pause
+from compassion_audio.script.templates import find_exercise, render_script, render_text
 
 GOLDEN = Path(__file__).parent / "golden"
 MINE = ("compassionate-place", "compassionate-colour", "compassionate-other", "self-critic-refocus",

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from compassion_audio.errors import TemplateError
-from compassion_audio.lint import check_exercise, estimate_seconds, reading_problems
-from compassion_audio.markers import parse
-from compassion_audio.scaffold import new_template
-from compassion_audio.templates import find_exercise
+from compassion_audio.core.errors import TemplateError
+from compassion_audio.script.lint import check_exercise, estimate_seconds, reading_problems
+from compassion_audio.script.markers import parse
+from compassion_audio.script.scaffold import new_template
+from compassion_audio.script.templates import find_exercise
 
 GOOD_START = ("You can stop at any time. If it is too much, open your eyes and feel your feet on the floor. ")
 GOOD_END = " Feel your feet, notice the room, and open your eyes."

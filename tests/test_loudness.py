@@ -9,8 +9,8 @@ import pytest
 from scipy.io import wavfile
 from scipy.signal import lfilter
 
-from compassion_audio.loudness import LoudnessMeter, PeakLimiter, k_weighting_sos, limit
-from compassion_audio.tools import ffmpeg_exe
+from compassion_audio.core.loudness import LoudnessMeter, PeakLimiter, k_weighting_sos, limit
+from compassion_audio.core.tools import ffmpeg_exe
 
 SR = 44100
 
@@ -98,7 +98,7 @@ def test_silent_blocks_skip_the_filter_without_changing_a_step(channels):
     every 100 ms step equals the plain K-filter computation over the whole signal."""
     from scipy.signal import sosfilt
 
-    from compassion_audio.loudness import k_weighting_sos
+    from compassion_audio.core.loudness import k_weighting_sos
 
     rng = np.random.default_rng(3)
     sound = lambda seconds: 0.1 * rng.standard_normal((int(seconds * SR), channels))  # noqa: E731

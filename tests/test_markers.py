@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compassion_audio.errors import MarkerError
-from compassion_audio.markers import format_duration, parse, parse_duration
-from compassion_audio.segments import Bell, Breathe, Chapter, Pause, Speech
-from compassion_audio.text import clean_text, split_sentences, word_count
+from compassion_audio.core.errors import MarkerError
+from compassion_audio.script.markers import format_duration, parse, parse_duration
+from compassion_audio.core.segments import Bell, Breathe, Chapter, Pause, Speech
+from compassion_audio.core.text import clean_text, split_sentences, word_count
 
 
 @pytest.mark.parametrize("spec, seconds", [

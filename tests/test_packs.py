@@ -10,14 +10,14 @@ import wave
 import numpy as np
 import pytest
 
-from compassion_audio import voices
-from compassion_audio.audio import Audio
-from compassion_audio.engines.base import EngineVoice
-from compassion_audio.engines.pack_engine import PackEngine, import_take, split_take
-from compassion_audio.errors import OutputError, ProfileError, SpeechError
-from compassion_audio.recording_sheet import phrases_for, sheet_html, sheet_text, write_sheet
-from compassion_audio.segments import Pause, Script, Speech
-from compassion_audio.tools import ffmpeg_exe
+from compassion_audio.speech import voices
+from compassion_audio.core.audio import Audio
+from compassion_audio.speech.engines.base import EngineVoice
+from compassion_audio.speech.engines.pack_engine import PackEngine, import_take, split_take
+from compassion_audio.core.errors import OutputError, ProfileError, SpeechError
+from compassion_audio.speech.recording_sheet import phrases_for, sheet_html, sheet_text, write_sheet
+from compassion_audio.core.segments import Pause, Script, Speech
+from compassion_audio.core.tools import ffmpeg_exe
 
 RATE = 44100
 PHRASES = ["Find a comfortable position.", "Let your breath slow a little.",

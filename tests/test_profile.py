@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from compassion_audio.errors import ProfileError
-from compassion_audio.lint import SAMPLE_PROFILE
-from compassion_audio.profile import (apply_overrides, empty_profile, load_profile, parse_profile,
+from compassion_audio.core.errors import ProfileError
+from compassion_audio.script.lint import SAMPLE_PROFILE
+from compassion_audio.script.profile import (apply_overrides, empty_profile, load_profile, parse_profile,
                                       profile_template)
 
 if sys.version_info >= (3, 11):

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from compassion_audio.errors import ProgrammeError
-from compassion_audio.programmes import list_programmes, load_programme
-from compassion_audio.templates import find_exercise
+from compassion_audio.core.errors import ProgrammeError
+from compassion_audio.script.programmes import list_programmes, load_programme
+from compassion_audio.script.templates import find_exercise
 
 
 def test_cmt_8_week_structure():

@@ -10,13 +10,13 @@ import time
 import numpy as np
 import pytest
 
-from compassion_audio import tools
-from compassion_audio.audio import Audio, db_to_gain
-from compassion_audio.config import VoiceSettings
-from compassion_audio.engines.base import SpeechEngine
-from compassion_audio.engines.pyttsx3_engine import (Pyttsx3Engine, decode_engine_file,
+from compassion_audio.core import tools
+from compassion_audio.core.audio import Audio, db_to_gain
+from compassion_audio.core.settings import VoiceSettings
+from compassion_audio.speech.engines.base import SpeechEngine
+from compassion_audio.speech.engines.pyttsx3_engine import (Pyttsx3Engine, decode_engine_file,
                                                      espeak_rate_for)
-from compassion_audio.errors import EngineUnavailable, SpeechError, VoiceError
+from compassion_audio.core.errors import EngineUnavailable, SpeechError, VoiceError
 
 pytestmark = pytest.mark.engine
 

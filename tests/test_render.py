@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compassion_audio.config import ExportSettings, MixSettings
-from compassion_audio.errors import OutputError
+from compassion_audio.core.settings import ExportSettings, MixSettings
+from compassion_audio.core.errors import OutputError
 from compassion_audio.render import TrackRequest, render_track
 
 from .conftest import FAKE_FRAMES_PER_WORD, FakeEngine, decode, ebur128, sounding_runs

@@ -43,10 +43,10 @@ from mutagen.id3 import ID3, CTOCFlags
 from scipy.signal import get_window
 
 from compassion_audio.cli import cli
-from compassion_audio.config import BreathingSettings, ExportSettings, MixSettings
+from compassion_audio.core.settings import BreathingSettings, ExportSettings, MixSettings
 from compassion_audio.render import TrackRequest, render_track
-from compassion_audio.tags import read_tags
-from compassion_audio.tools import ffmpeg_exe
+from compassion_audio.output.tags import read_tags
+from compassion_audio.core.tools import ffmpeg_exe
 
 from .conftest import FAKE_FRAMES_PER_WORD, FakeEngine, decode, ebur128, sounding_runs
 
@@ -725,7 +725,7 @@ def test_a_mostly_breathing_track_keeps_its_voice_level_without_crushing_it(tmp_
     would set the gain (+23 dB before the fix, crushing the voice by 4-7 dB). The voice
     anchors the gain instead: it sits at most VOICE_HEADROOM_LU over the target, barely
     limited, and the whole file measures quieter than the target by design."""
-    from compassion_audio.mastering import VOICE_HEADROOM_LU
+    from compassion_audio.sound.mastering import VOICE_HEADROOM_LU
 
     result = render(tmp_path, SPARSE, "sparse.wav", mix=MixSettings(bells=False))
     raw = render(tmp_path, SPARSE, "sparse-raw.wav", mix=QUIET)

@@ -7,16 +7,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from compassion_audio.audio import Audio, db_to_gain, resample
-from compassion_audio.cache import ClipCache
-from compassion_audio.config import VoiceSettings
-from compassion_audio.engines.base import EngineVoice, SpeechEngine
-from compassion_audio.engines.pyttsx3_engine import Pyttsx3Engine
-from compassion_audio.errors import SpeechError
-from compassion_audio.loudness import LoudnessMeter, true_peak
-from compassion_audio.clip_processing import (CLIP_LUFS, FADE_SECONDS, PEAK_CEILING_DB,
+from compassion_audio.core.audio import Audio, db_to_gain, resample
+from compassion_audio.speech.cache import ClipCache
+from compassion_audio.core.settings import VoiceSettings
+from compassion_audio.speech.engines.base import EngineVoice, SpeechEngine
+from compassion_audio.speech.engines.pyttsx3_engine import Pyttsx3Engine
+from compassion_audio.core.errors import SpeechError
+from compassion_audio.core.loudness import LoudnessMeter, true_peak
+from compassion_audio.speech.clip_processing import (CLIP_LUFS, FADE_SECONDS, PEAK_CEILING_DB,
                                               PEAK_TO_LOUDNESS_DB, SPEECH_RMS_DB, process_clip)
-from compassion_audio.speech import apply_lexicon, synthesize_clips
+from compassion_audio.speech.clip_source import apply_lexicon, synthesize_clips
 
 RATE = 44100
 LEAD = 441    # 10 ms at 44.1 kHz

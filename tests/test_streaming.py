@@ -12,15 +12,15 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from compassion_audio import mastering
-from compassion_audio.assemble import plan_timeline
-from compassion_audio.cache import ClipCache
-from compassion_audio.config import BreathingSettings, MixSettings, VoiceSettings
-from compassion_audio.loudness import LoudnessMeter
-from compassion_audio.mix import StreamMaster, TrackMixer, mastered_blocks
+from compassion_audio.sound import mastering
+from compassion_audio.sound.assemble import plan_timeline
+from compassion_audio.speech.cache import ClipCache
+from compassion_audio.core.settings import BreathingSettings, MixSettings, VoiceSettings
+from compassion_audio.core.loudness import LoudnessMeter
+from compassion_audio.sound.mix import StreamMaster, TrackMixer, mastered_blocks
 from compassion_audio.render import TrackRequest, render_track
-from compassion_audio.segments import Breathe, Pause, Script, Speech
-from compassion_audio.speech import ClipSource, synthesize_clips
+from compassion_audio.core.segments import Breathe, Pause, Script, Speech
+from compassion_audio.speech.clip_source import ClipSource, synthesize_clips
 
 from .conftest import FakeEngine, decode, ebur128
 
@@ -61,7 +61,7 @@ def test_a_partial_plan_is_a_prefix_of_the_complete_plan(clips):
 
 def test_mixing_a_growing_plan_gives_the_samples_of_the_complete_plan(clips):
     bell = np.hanning(SR).astype(np.float32) * 0.5
-    from compassion_audio.beds import Bed
+    from compassion_audio.sound.beds import Bed
 
     bed = Bed.from_setting("pink", SR, 1)
     complete = plan(clips)

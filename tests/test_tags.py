@@ -13,9 +13,10 @@ import pytest
 from mutagen.flac import FLAC
 from mutagen.id3 import ID3, CTOCFlags, PictureType
 
-from compassion_audio import tags, tools
-from compassion_audio.errors import AudioError, ParameterError
-from compassion_audio.timeline import Chapter
+from compassion_audio.output import tags
+from compassion_audio.core import tools
+from compassion_audio.core.errors import AudioError, ParameterError
+from compassion_audio.core.timeline import Chapter
 
 SR = 44100
 SECONDS = 3

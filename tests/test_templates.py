@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from compassion_audio import templates
-from compassion_audio.errors import ExerciseNotFound, MarkerError, ParameterError, TemplateError
-from compassion_audio.segments import Chapter, Pause
+from compassion_audio.script import templates
+from compassion_audio.core.errors import ExerciseNotFound, MarkerError, ParameterError, TemplateError
+from compassion_audio.core.segments import Chapter, Pause
 
 GOLDEN = Path(__file__).parent / "golden"
 EXERCISES = ("soothing-rhythm-breathing", "compassionate-self")

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compassion_audio.config import BreathingSettings
-from compassion_audio.errors import ParameterError
-from compassion_audio.tones import STYLES, BreathPattern, cycle_start_frame, render_tones, whole_cycles
+from compassion_audio.core.settings import BreathingSettings
+from compassion_audio.core.errors import ParameterError
+from compassion_audio.sound.tones import STYLES, BreathPattern, cycle_start_frame, render_tones, whole_cycles
 
 SR = 44100
 

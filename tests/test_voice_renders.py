@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from compassion_audio import voices
+from compassion_audio.speech import voices
 from compassion_audio.cli import cli
-from compassion_audio.config import MixSettings
+from compassion_audio.core.settings import MixSettings
 from compassion_audio.render import TrackRequest, render_track
 
 from . import conftest

@@ -6,12 +6,12 @@ import math
 import numpy as np
 import pytest
 
-from compassion_audio import voices
-from compassion_audio.audio import Audio, audible_bounds
-from compassion_audio.cache import ClipCache
-from compassion_audio.engines.base import EngineVoice
-from compassion_audio.errors import ProfileError, VoiceError
-from compassion_audio.speech import synthesize_clips
+from compassion_audio.speech import voices
+from compassion_audio.core.audio import Audio, audible_bounds
+from compassion_audio.speech.cache import ClipCache
+from compassion_audio.speech.engines.base import EngineVoice
+from compassion_audio.core.errors import ProfileError, VoiceError
+from compassion_audio.speech.clip_source import synthesize_clips
 
 from . import conftest
 

@@ -1,0 +1,145 @@
+"""Turning command-line option values into settings objects (shared by render and voices try)."""
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from compassion_audio.core.settings import BreathingSettings, ExportSettings, MixSettings
+from compassion_audio.core.errors import ParameterError
+
+TAG_OPTIONS = ("title", "artist", "album", "track", "year", "comment", "genre")
+
+
+EXERCISES_OPTION = click.option(
+    "--exercises", "exercise_dirs", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+    help="A folder of your own exercise templates (repeatable; also $COMPASSION_AUDIO_EXERCISES).")
+
+
+CACHE_DIR_OPTION = click.option(
+    "--cache-dir", type=click.Path(path_type=Path, file_okay=False), envvar="COMPASSION_AUDIO_CACHE",
+    help="Where synthesised phrases are kept (default: the user cache folder; also $COMPASSION_AUDIO_CACHE).")
+
+SETS_OPTION = click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VALUE",
+                           help="Set a parameter or profile value (repeatable), e.g. -s place.smell=pine.")
+CLIENT_OPTION = click.option("--client", type=click.Path(path_type=Path, dir_okay=False),
+                             help="A client profile (TOML; 'compassion-audio client new' writes one).")
+LENGTH_OPTION = click.option("--length", type=click.Choice(["short", "standard", "long"]),
+                             help="The version of the practice (default: the profile's, else standard).")
+GROUP_OPTION = click.option("--group", is_flag=True,
+                            help="The group variant: no names, inclusive wording.")
+
+VOICES_DIRS = click.option("--voices", "voice_dirs", multiple=True,
+                           type=click.Path(path_type=Path, file_okay=False),
+                           help="A folder of your own voice profiles (also $COMPASSION_AUDIO_VOICES).")
+
+
+def parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``-s key=value`` pairs to a dict; a pair without '=' is an error naming it."""
+    values: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ParameterError(f"{pair!r} is not key=value", source="-s",
+                                 hint="write e.g. -s name=Jane")
+        values[key.strip()] = value
+    return values
+
+
+def parse_ratio(text: str | None, option: str = "--ratio") -> tuple[float, float] | None:
+    """``4:6`` -> (4.0, 6.0)."""
+    if text is None:
+        return None
+    a, sep, b = text.partition(":")
+    try:
+        value = (float(a), float(b))
+    except ValueError:
+        value = None
+    if not sep or value is None or min(value) <= 0:
+        raise ParameterError(f"{text!r} is not an in:out ratio", source=option, hint="write e.g. 4:6")
+    return value
+
+
+def parse_pattern(text: str | None) -> dict[str, float]:
+    """``4,1,6,1`` seconds (in, hold, out, hold) -> BreathingSettings fields."""
+    if text is None:
+        return {}
+    parts = text.replace(":", ",").split(",")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != 4 or min(values) < 0 or values[0] <= 0 or values[2] <= 0:
+        raise ParameterError(f"{text!r} is not in,hold,out,hold seconds", source="--pattern",
+                             hint="write e.g. 4,1,6,1; holds may be 0")
+    breath_in, hold_in, breath_out, hold_out = values
+    cycle = sum(values)
+    return {"breaths_per_min": 60.0 / cycle, "ratio": (breath_in, breath_out),
+            "hold_in_seconds": hold_in, "hold_out_seconds": hold_out}
+
+
+def parse_loudness(text: str | None) -> float | None | str:
+    """``-16`` -> -16.0; ``off`` -> None; no option -> the sentinel 'default'."""
+    if text is None:
+        return "default"
+    if text.strip().lower() in ("off", "none"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not -40 <= value <= -5:
+        raise ParameterError(f"{text!r} is not a loudness target", source="--loudness",
+                             hint="give LUFS between -40 and -5, e.g. -16, -19 or -23, or 'off'")
+    return value
+
+
+def breathing_overrides(rate, ratio, pattern, no_tones, style, tones_in_pauses) -> dict:
+    """BreathingSettings fields the command line sets (None where it says nothing)."""
+    fields = parse_pattern(pattern)
+    if rate is not None:
+        fields["breaths_per_min"] = rate
+    if ratio is not None:
+        fields["ratio"] = parse_ratio(ratio)
+    if no_tones:
+        fields["tones"] = False
+    if style is not None:
+        fields["style"] = style
+    if tones_in_pauses is not None:
+        fields["tones_in_pauses_seconds"] = tones_in_pauses
+    return fields
+
+
+def mix_settings(*, no_bells=False, bell_file=None, background=None, background_level=None,
+                 loudness=None, channels=None, sample_rate=None) -> MixSettings:
+    mix = MixSettings(bells=not no_bells, bell_file=Path(bell_file) if bell_file else None,
+                      background=background)
+    if background_level is not None:
+        mix = replace(mix, background_level_db=background_level)
+    target = parse_loudness(loudness)
+    if target != "default":
+        mix = replace(mix, loudness_lufs=target)
+    if channels:
+        mix = replace(mix, channels=channels)
+    if sample_rate:
+        mix = replace(mix, sample_rate=sample_rate)
+    return mix
+
+
+def export_settings(*, fmt=None, bitrate=None, captions=False, timeline=False, cover=None,
+                    tags: dict | None = None) -> ExportSettings:
+    export = ExportSettings(format=fmt, captions=captions, timeline_json=timeline,
+                            cover=Path(cover) if cover else None,
+                            tags={k: str(v) for k, v in (tags or {}).items() if v is not None})
+    if bitrate:
+        if not re.fullmatch(r"\d{2,3}k", bitrate):
+            raise ParameterError(f"{bitrate!r} is not a bitrate", source="--bitrate",
+                                 hint="write e.g. 128k or 192k")
+        export = replace(export, bitrate=bitrate)
+    return export
+
+
+def default_breathing() -> BreathingSettings:
+    return BreathingSettings()

@@ -1,0 +1,244 @@
+"""The list, show and render commands."""
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import click
+
+from compassion_audio import render as rendering
+from compassion_audio.script import templates
+from compassion_audio.sound.assemble import estimate_clips, plan_timeline
+from compassion_audio.cli.options import (CACHE_DIR_OPTION, CLIENT_OPTION, EXERCISES_OPTION, GROUP_OPTION,
+                                          LENGTH_OPTION, SETS_OPTION, TAG_OPTIONS, breathing_overrides,
+                                          export_settings, mix_settings, parse_sets)
+from compassion_audio.core.settings import FORMATS, BreathingSettings, MixSettings, VoiceSettings
+from compassion_audio.script.personalise import breathing_settings, personalise
+from compassion_audio.script.profile import empty_profile, load_profile
+
+
+def _mmss(frames: int, sample_rate: int) -> str:
+    seconds = int(round(frames / sample_rate))
+    return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+
+def preview_timeline(script, voice: VoiceSettings = VoiceSettings(),
+                     breathing: BreathingSettings = BreathingSettings(),
+                     mix: MixSettings = MixSettings()):
+    """Timeline with speech timed from word counts: instant, nothing spoken."""
+    clips = estimate_clips([s.text for s in script.speech], voice, mix.sample_rate)
+    return plan_timeline(script, clips, voice=voice, breathing=breathing, mix=replace(mix, bells=False))
+
+
+def _script(exercise, sets, client, length, group, exercise_dirs):
+    ex = templates.find_exercise(exercise, exercise_dirs)
+    profile = load_profile(client) if client else empty_profile()
+    values, profile = personalise(ex, profile, parse_sets(sets))
+    script = templates.render_script(ex, values, length=length or profile.length, group=group)
+    return ex, profile, values, script
+
+
+@click.command("list")
+@click.option("--programmes", is_flag=True, help="List the built-in programmes (courses) instead.")
+@EXERCISES_OPTION
+def list_command(programmes: bool, exercise_dirs: tuple[Path, ...]) -> None:
+    """List the exercises: name, title, lengths (estimated minutes) and group variant.
+
+    \b
+    Examples:
+      compassion-audio list
+      compassion-audio list --exercises ~/my-scripts
+      compassion-audio list --programmes
+    """
+    if programmes:
+        from compassion_audio.script.programmes import list_programmes
+
+        for prog in list_programmes():
+            click.echo(f"{prog.name}: {prog.title} - {prog.summary}")
+            for week in prog.weeks:
+                tracks = ", ".join(f"{t.exercise} ({t.length})" for t in week.tracks)
+                click.echo(f"  week {week.number}: {week.title}: {tracks}")
+        return
+    for ex in templates.list_exercises(exercise_dirs):
+        lengths = []
+        for length in ex.lengths:
+            script = templates.render_script(ex, {}, length=length)
+            lengths.append(f"{length} ~{preview_timeline(script).seconds / 60:.0f}m")
+        group = "group" if ex.group else "-"
+        origin = "" if ex.builtin else "  (yours)"
+        click.echo(f"{ex.name:30} {ex.title:34} {', '.join(lengths):36} {group}{origin}")
+
+
+@click.command("show")
+@click.argument("exercise")
+@SETS_OPTION
+@CLIENT_OPTION
+@LENGTH_OPTION
+@GROUP_OPTION
+@click.option("--rate", "rate_wpm", type=click.IntRange(60, 260), default=VoiceSettings.rate_wpm,
+              show_default=True, help="Speaking rate in words per minute, for the time estimates.")
+@EXERCISES_OPTION
+def show_command(exercise, sets, client, length, group, rate_wpm, exercise_dirs) -> None:
+    """Print the rendered script with its timeline (mm:ss per line; speech time estimated).
+
+    \b
+    Example:
+      compassion-audio show compassionate-self -s name=Jane --length short
+    """
+    _, profile, _, script = _script(exercise, sets, client, length, group, exercise_dirs)
+    breathing = breathing_settings(profile)
+    timeline = preview_timeline(script, VoiceSettings(rate_wpm=rate_wpm), breathing)
+    sr = timeline.sample_rate
+    variant = "group" if group else "individual"
+    click.echo(f"{script.title} ({script.meta.get('length')}, {variant}) - about "
+               f"{_mmss(timeline.frames, sr)}")
+    marks = sorted((c.start, c.title) for c in timeline.chapters)
+    for event in timeline.events:
+        while marks and marks[0][0] <= event.start:
+            start, title = marks.pop(0)
+            click.echo(f"{_mmss(start, sr)}  == {title} ==")
+        seconds = (event.end - event.start) / sr
+        label = {"speech": event.text, "pause": f"[pause {seconds:g}s]",
+                 "breathe": f"[breathe {seconds:g}s]"}.get(event.kind, f"[{event.kind}]")
+        click.echo(f"{_mmss(event.start, sr)}  {label}")
+
+
+@click.command("render")
+@click.argument("exercise")
+@SETS_OPTION
+@CLIENT_OPTION
+@LENGTH_OPTION
+@GROUP_OPTION
+@EXERCISES_OPTION
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
+              help="Output file (default: output/<exercise>-<length>.<format>).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), help="Audio format (default: from -o, else mp3).")
+@click.option("--bitrate", help="Constant bitrate, e.g. 128k or 192k (default: MP3 VBR ~100-130k, Opus 96k, AAC 160k).")
+@click.option("--force", is_flag=True, help="Replace the output file if it exists.")
+@click.option("--name-in-file", is_flag=True,
+              help="Put the client's name in the default file name and the title tag (off: privacy).")
+@click.option("--voice", help="Voice profile, engine voice id, or pack:DIR ('compassion-audio voices').")
+@click.option("--voices", "voice_dirs", multiple=True, type=click.Path(path_type=Path, file_okay=False),
+              help="A folder of your own voice profiles (also $COMPASSION_AUDIO_VOICES).")
+@click.option("--fallback-voice", help="For a voice pack: speak phrases nobody recorded with this voice.")
+@click.option("--rate", "rate_wpm", type=click.IntRange(60, 260), help="Speaking rate in words per minute.")
+@click.option("--breathing", "breaths_per_min", type=click.FloatRange(3, 12),
+              help="Breathing pace in breaths per minute (3-12; default 6 or the profile's).")
+@click.option("--ratio", help="In:out proportion of each breath, e.g. 4:6.")
+@click.option("--pattern", help="Breath in seconds: in,hold,out,hold, e.g. 4,1,6,1.")
+@click.option("--no-tones", is_flag=True, help="Silence instead of breathing-pace tones.")
+@click.option("--tone-style", type=click.Choice(["glide", "chime", "quiet"]), help="How the pace sounds.")
+@click.option("--tones-in-pauses", type=click.FloatRange(min=1), metavar="SECONDS",
+              help="Also pace pauses at least this long.")
+@click.option("--no-bells", is_flag=True, help="No bell at the start and end.")
+@click.option("--bell-file", type=click.Path(exists=True, dir_okay=False), help="Your own bell sound.")
+@click.option("--background", help="Ambient bed: pink, brown, rain, waves, or an audio file.")
+@click.option("--background-level", type=click.FloatRange(-60, 0), metavar="DB",
+              help="Bed level relative to the voice (default -22).")
+@click.option("--loudness", metavar="LUFS", help="Loudness target: -16 (default), -19, -23, or off.")
+@click.option("--channels", type=click.Choice(["1", "2"]), help="Mono (default) or stereo.")
+@click.option("--sample-rate", type=click.Choice(["44100", "48000"]), help="Sample rate (default 44100).")
+@click.option("--captions", is_flag=True, help="Write .vtt, .srt and a .txt transcript beside the audio.")
+@click.option("--timeline", is_flag=True, help="Write <name>.timeline.json beside the audio.")
+@click.option("--cover", type=click.Path(exists=True, dir_okay=False), help="Cover image (JPEG or PNG).")
+@click.option("--title", help="Title tag (default: the exercise title).")
+@click.option("--artist", help="Artist tag (default: the voice's name).")
+@click.option("--album", help="Album tag.")
+@click.option("--track", help="Track number tag, e.g. 3 or 3/12.")
+@click.option("--year", help="Year tag.")
+@click.option("--comment", help="Comment tag.")
+@click.option("--no-cache", is_flag=True, help="Synthesise everything afresh; keep nothing on disk.")
+@CACHE_DIR_OPTION
+@click.option("-q", "--quiet", is_flag=True, help="Print only the output path.")
+def render_command(exercise, sets, client, length, group, exercise_dirs, output, fmt, bitrate, force,
+                   name_in_file, voice, voice_dirs, fallback_voice, rate_wpm, breaths_per_min, ratio,
+                   pattern, no_tones, tone_style, tones_in_pauses, no_bells, bell_file, background,
+                   background_level, loudness, channels, sample_rate, captions, timeline, cover,
+                   title, artist, album, track, year, comment, no_cache, cache_dir, quiet) -> None:
+    """Render an exercise (built-in name or a .j2 path) to an audio file.
+
+    \b
+    Examples:
+      compassion-audio render compassionate-self -s name=Jane -o output/jane.mp3
+      compassion-audio render compassionate-place --client jane.toml --captions
+      compassion-audio render soothing-rhythm-breathing --length short --group --background rain
+      compassion-audio render my-own-script.txt.j2 -o output/mine.ogg
+    """
+    from compassion_audio.speech.voices import resolve_voice
+
+    ex, profile, values, script = _script(exercise, sets, client, length, group, exercise_dirs)
+    voice_profile = resolve_voice(voice or profile.voice, voice_dirs)
+    if rate_wpm:
+        voice_profile = replace(voice_profile, rate_wpm=rate_wpm)
+    fallback = resolve_voice(fallback_voice, voice_dirs) if fallback_voice else None
+    breathing = breathing_settings(profile, **breathing_overrides(
+        breaths_per_min, ratio, pattern, no_tones, tone_style, tones_in_pauses))
+    tags = dict(zip(TAG_OPTIONS, (title, artist, album, track, year, comment, None)))
+    personal_name = str(values.get("name") or "") if name_in_file and not group else ""
+    if personal_name and not title:
+        tags["title"] = f"{script.title} - for {personal_name}"
+    if output is None and personal_name:
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", personal_name).strip("-").lower() or "client"
+        default = rendering.default_output(ex, script, fmt or "mp3")
+        output = default.with_name(f"{slug}-{default.name}")
+    request = rendering.TrackRequest(
+        exercise=ex.name if ex.builtin else str(ex.path), values=values,
+        length=length or profile.length, group=group, voice_profile=voice_profile,
+        fallback_profile=fallback, breathing=breathing,
+        mix=mix_settings(no_bells=no_bells, bell_file=bell_file, background=background,
+                         background_level=background_level, loudness=loudness,
+                         channels=int(channels) if channels else None,
+                         sample_rate=int(sample_rate) if sample_rate else None),
+        export=export_settings(fmt=fmt, bitrate=bitrate, captions=captions, timeline=timeline,
+                               cover=cover, tags=tags),
+        output=output, force=force, use_cache=not no_cache, cache_dir=cache_dir,
+        exercise_dirs=tuple(exercise_dirs))
+    progress = None if quiet else _Progress()
+    try:
+        result = rendering.render_track(request, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    if quiet:
+        click.echo(str(result.path))
+        return
+    minutes, seconds = divmod(int(round(result.timeline.seconds)), 60)
+    click.echo(f"Wrote {result.path} ({minutes}:{seconds:02d}; {result.phrases} phrases, "
+               f"{result.synthesised} newly spoken)")
+    for side in result.sidecars:
+        click.echo(f"  and {side}")
+
+
+class _Progress:
+    """The library's progress callback as one bar per stage on a terminal, else one line per stage."""
+
+    LABELS = {"render": "Speaking and writing", "correct": "Correcting loudness"}
+
+    def __init__(self) -> None:
+        self.stage: str | None = None
+        self.bar = None
+        self.shown = 0
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            label = self.LABELS.get(stage, stage)
+            if self.tty:
+                self.bar = click.progressbar(length=max(total, 1), label=f"{label:20}", file=sys.stderr)
+                self.bar.__enter__()
+                self.shown = 0
+            else:
+                click.echo(f"{label}...", err=True)
+        if self.bar is not None:
+            self.bar.length = max(total, 1)  # an estimate until every phrase is spoken
+            self.bar.update(done - self.shown)
+            self.shown = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+            self.bar = None

@@ -1,6 +1,0 @@
-"""Speech engines: one adapter per engine behind the small SpeechEngine protocol."""
-from __future__ import annotations
-
-from .base import EngineVoice, SpeechEngine
-
-__all__ = ["EngineVoice", "SpeechEngine"]

@@ -1,0 +1,1 @@
+"""Stage 4, output: encoding, tags and chapters, captions."""

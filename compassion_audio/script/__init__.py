@@ -1,0 +1,1 @@
+"""Stage 1, scripts: exercise templates and their parameters, markers, client profiles, checks, programmes."""

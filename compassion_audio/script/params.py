@@ -1,0 +1,124 @@
+"""Template parameters: declarations from front matter, type checks and command-line coercion."""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, replace
+
+from compassion_audio.core.errors import ParameterError
+
+PARAM_TYPES = ("str", "int", "float", "bool", "list")
+PARAM_KEYS = ("type", "default", "help", "min", "max")
+_TRUE, _FALSE = ("yes", "true", "1", "on"), ("no", "false", "0", "off")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One declared template parameter."""
+
+    name: str
+    """Dotted name, e.g. ``place.sight``."""
+    type: str
+    """str, int, float, bool or list (of strings)."""
+    default: object
+    required: bool
+    help: str
+    min: float | None
+    max: float | None
+
+
+def parse_params(table: dict, prefix: str, fail) -> dict[str, Param]:
+    params: dict[str, Param] = {}
+    for key, spec in table.items():
+        name = prefix + key
+        nested = isinstance(spec, dict) and spec and all(isinstance(v, dict) for v in spec.values())
+        if nested and not set(spec) & set(PARAM_KEYS):
+            params.update(parse_params(spec, name + ".", fail))
+        else:
+            params[name] = _param(name, spec, fail)
+    for name in params:
+        if any(other.startswith(name + ".") for other in params):
+            raise fail(name, f"parameter '{name}' clashes with a dotted parameter under it")
+    return params
+
+
+def _param(name: str, spec: object, fail) -> Param:
+    if not isinstance(spec, dict):
+        raise fail(name, f"parameter '{name}' must be a table",
+                   f'write {name} = {{ type = "str", default = "", help = "..." }}')
+    for key in spec:
+        if key not in PARAM_KEYS:
+            raise fail(name, f"unknown key '{key}' in parameter '{name}'", f"keys are {', '.join(PARAM_KEYS)}")
+    kind = spec.get("type", "str")
+    if kind not in PARAM_TYPES:
+        raise fail(name, f"unknown type {kind!r} for parameter '{name}'", f"types are {', '.join(PARAM_TYPES)}")
+    if not isinstance(spec.get("help", ""), str):
+        raise fail(name, f"help for '{name}' must be text in quotes")
+    bounds = [spec.get(k) for k in ("min", "max")]
+    for bound in (b for b in bounds if b is not None):
+        if kind not in ("int", "float") or isinstance(bound, bool) or not isinstance(bound, (int, float)):
+            raise fail(name, f"min/max for '{name}' need a number and an int or float parameter")
+    param = Param(name, kind, spec.get("default"), "default" not in spec, spec.get("help", ""),
+                  *[None if b is None else float(b) for b in bounds])
+    if not param.required:
+        default = check_type(param, param.default)
+        if default is None:
+            raise fail(name, f"default for '{name}' must be {TYPE_WORDS[kind]}, "
+                             f"not {type(param.default).__name__} {param.default!r}")
+        if _out_of_range(param, default):
+            raise fail(name, f"default for '{name}' is outside min/max")
+        param = replace(param, default=default)
+    return param
+
+
+TYPE_WORDS = {"str": "text", "int": "a whole number", "float": "a number",
+               "bool": "true or false", "list": "a list of text"}
+
+
+def check_type(param: Param, value: object) -> object | None:
+    """The value in the parameter's type, or None when it is of another type."""
+    if param.type == "str":
+        return value if isinstance(value, str) else None
+    if param.type == "bool":
+        return value if isinstance(value, bool) else None
+    if param.type == "list":
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        return list(value) if ok else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if param.type == "int":
+        return value if isinstance(value, int) else None
+    return float(value) if math.isfinite(value) else None
+
+
+def _out_of_range(param: Param, value: object) -> bool:
+    if param.type not in ("int", "float"):
+        return False
+    return (param.min is not None and value < param.min) or (param.max is not None and value > param.max)
+
+
+def from_string(param: Param, text: str, source: str) -> object:
+    value: object = None
+    if param.type == "str":
+        value = text
+    elif param.type == "list":
+        value = [item.strip() for item in text.split(";" if ";" in text else ",") if item.strip()]
+    elif param.type == "bool" and text.strip().lower() in _TRUE + _FALSE:
+        value = text.strip().lower() in _TRUE
+    elif param.type == "int" and re.fullmatch(r"\s*[-+]?[0-9]{1,15}\s*", text):
+        value = int(text)
+    elif param.type == "float" and re.fullmatch(r"\s*[-+]?([0-9]{1,15}(\.[0-9]*)?|\.[0-9]+)\s*", text):
+        value = float(text)
+    if value is None:
+        raise ParameterError(f"'{param.name}' must be {TYPE_WORDS[param.type]}, got {text!r}", source=source,
+                             hint="use yes or no" if param.type == "bool" else None)
+    return in_range(param, value, source)
+
+
+def in_range(param: Param, value: object, source: str) -> object:
+    if _out_of_range(param, value):
+        low = "" if param.min is None else f" from {param.min:g}"
+        high = "" if param.max is None else f" up to {param.max:g}"
+        raise ParameterError(f"'{param.name}' is {value}, outside its range", source=source,
+                             hint=f"give a value{low}{high}")
+    return value

@@ -1,0 +1,1 @@
+"""Stage 3, sound: the timeline plan, tones, bells, beds, the mix and mastering."""

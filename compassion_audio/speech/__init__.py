@@ -1,0 +1,1 @@
+"""Stage 2, speech: engines, voices, the phrase cache and clip processing."""

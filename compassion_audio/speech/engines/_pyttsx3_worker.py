@@ -1,0 +1,198 @@
+"""Worker process for the pyttsx3 adapter: one long-lived engine, one JSON-line request at a time."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+
+
+def _claim_stdout():
+    """Keep the real stdout for the protocol and send fd 1 to the null device.
+
+    The espeak driver prints "Audio saved to ..." for every file; redirecting
+    the file descriptor (not just sys.stdout) also silences C-level writes.
+    """
+    protocol = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.close(null)
+    sys.stdout = open(os.devnull, "w", encoding="utf-8")
+    return protocol
+
+
+class _Speaker:
+    """The one pyttsx3 engine of this process, used only from the main thread."""
+
+    def __init__(self) -> None:
+        self.espeak_library = None
+        if sys.platform.startswith("linux"):
+            from compassion_audio.core.tools import prepare_espeak
+
+            self.espeak_library = prepare_espeak()
+        import pyttsx3
+
+        self.pyttsx3 = pyttsx3
+        self.engine = pyttsx3.init()
+        self.driver = getattr(self.engine, "driver_name", "unknown")
+        self.done = threading.Event()
+        self.cancelled = False
+        self.engine.connect("finished-utterance", self._finished)
+        self.default_voice = self.engine.getProperty("voice")
+
+    def _finished(self, name=None, completed=True) -> None:
+        # The espeak driver also sends a stale completed=False after a finished
+        # phrase (its endLoop "stops" an engine that still reports playing):
+        # only a completed utterance counts.
+        if completed:
+            self.done.set()
+        else:
+            self.cancelled = True
+
+    def hello(self) -> dict:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            pyttsx3_version = version("pyttsx3")
+        except PackageNotFoundError:
+            pyttsx3_version = "unknown"
+        return {
+            "pyttsx3_version": pyttsx3_version,
+            "driver": self.driver,
+            "default_voice": self.default_voice,
+            "espeak_library": os.path.basename(self.espeak_library) if self.espeak_library else None,
+            "espeak_version": self._espeak_version(),
+            "voices": self._voices(),
+            "variants": self._variants(),
+        }
+
+    def _espeak_version(self) -> str | None:
+        if self.driver != "espeak":
+            return None
+        from pyttsx3.drivers import _espeak
+
+        raw = _espeak.Info(None)
+        return raw.decode("utf-8", "replace") if raw else None
+
+    def _voices(self) -> list[dict]:
+        out = []
+        for v in self.engine.getProperty("voices"):
+            out.append({"id": str(v.id), "name": str(v.name or v.id),
+                        "languages": [str(x) for x in (v.languages or [])],
+                        "gender": v.gender})
+        return out
+
+    def _variants(self) -> list[str]:
+        """espeak voice variants ("f3", "klatt", ...) usable as ``voice+variant``."""
+        if self.driver != "espeak":
+            return []
+        from pyttsx3.drivers import _espeak
+
+        spec = _espeak.VOICE()
+        spec.languages = b"variant"
+        names = []
+        for v in _espeak.ListVoices(spec):
+            ident = v.identifier.decode("utf-8", "replace")
+            names.append(ident.split("/", 1)[-1].lower())
+        return names
+
+    def synth(self, request: dict) -> dict:
+        path = request["path"]
+        # A missing folder or a non-str path raises inside the ctypes callback,
+        # where nothing can catch it, and the engine hangs from then on.
+        if not isinstance(path, str) or not os.path.isdir(os.path.dirname(path)):
+            return {"ok": False, "error": "bad-path", "message": "output folder does not exist"}
+        self._configure(request)
+        wait_seconds = float(request.get("wait_seconds", 20.0))
+        for _attempt in range(3):
+            self.done.clear()
+            self.cancelled = False
+            self.engine.save_to_file(request["text"], path)
+            self.engine.runAndWait()
+            # runAndWait can return before the file is written: wait for the callback.
+            if not self.done.wait(wait_seconds):
+                what = "cancelled" if self.cancelled else "never finished"
+                return {"ok": False, "error": "hang", "message": f"the engine {what} the phrase"}
+            if not self.cancelled:
+                return self._check_file(path)
+            # A cancel during the phrase may have cut it short or dropped a
+            # setting: set everything again and say it again.
+            self._configure(request)
+        return {"ok": False, "error": "cancelled", "message": "the engine kept cancelling the phrase"}
+
+    def _configure(self, request: dict) -> None:
+        if request.get("voice"):
+            self.engine.setProperty("voice", request["voice"])
+        self.engine.setProperty("rate", request["rate"])
+        if request.get("pitch") is not None:
+            self.engine.setProperty("pitch", request["pitch"])
+        self.engine.setProperty("volume", request["volume"])
+        self._settle()
+
+    def _settle(self, timeout_seconds: float = 2.0) -> None:
+        """Wait until espeak has applied queued parameter changes.
+
+        espeak-ng queues SetParameter (rate, pitch, volume) on its own thread and
+        reports "playing" meanwhile; the driver's runAndWait then calls Cancel,
+        which drops the queued change. Measured without this wait: 1 phrase in 3
+        spoke at the previous rate and 1 in 400 came out empty.
+        """
+        if self.driver != "espeak":
+            return
+        from pyttsx3.drivers import _espeak
+
+        deadline = time.monotonic() + timeout_seconds
+        while _espeak.IsPlaying() and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+    @staticmethod
+    def _check_file(path: str) -> dict:
+        deadline = time.monotonic() + 2.0
+        # Some drivers (nsss) finish the callback a moment before the file is flushed.
+        while time.monotonic() < deadline:
+            if os.path.exists(path) and os.path.getsize(path) > 64:
+                return {"ok": True}
+            time.sleep(0.01)
+        return {"ok": False, "error": "empty", "message": "the engine wrote no audio"}
+
+
+def _handle(speaker: _Speaker, request: dict) -> dict:
+    op = request.get("op")
+    if op == "hello":
+        return {"ok": True, **speaker.hello()}
+    if op == "synth":
+        return speaker.synth(request)
+    if op == "sleep":
+        # Test hook: behave like a hung engine.
+        time.sleep(float(request.get("seconds", 60)))
+        return {"ok": True}
+    return {"ok": False, "error": "protocol", "message": f"unknown request {op!r}"}
+
+
+def main() -> None:
+    protocol = _claim_stdout()
+    try:
+        speaker = _Speaker()
+    except Exception as exc:  # reported to the parent, which raises EngineUnavailable
+        protocol.write(json.dumps({"ok": False, "error": "unavailable",
+                                   "message": f"{type(exc).__name__}: {exc}"}) + "\n")
+        protocol.flush()
+        os._exit(3)
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request.get("op") == "quit":
+            break
+        try:
+            reply = _handle(speaker, request)
+        except Exception as exc:  # one bad phrase must not end the worker silently
+            reply = {"ok": False, "error": "exception", "message": f"{type(exc).__name__}: {exc}"}
+        protocol.write(json.dumps(reply) + "\n")
+        protocol.flush()
+    protocol.flush()
+    # espeak asserts on close and the engine may segfault when collected: skip teardown.
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,318 @@
+"""The default speech engine: pyttsx3 (espeak-ng on Linux) run in a worker process."""
+from __future__ import annotations
+
+import contextlib
+import difflib
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from compassion_audio.core import tools
+from compassion_audio.core.audio import DEFAULT_RATE, Audio, decode_file
+from compassion_audio.core.settings import VoiceSettings
+from compassion_audio.core.errors import EngineUnavailable, SpeechError, VoiceError
+from compassion_audio.core.text import quote_phrase
+from compassion_audio.speech.engines.base import EngineVoice
+
+WORKER_MODULE = "compassion_audio.speech.engines._pyttsx3_worker"
+INSTALL_HINT = ("install it with `pip install pyttsx3 espeakng-loader` "
+                "(or the system package, e.g. `apt install espeak-ng`)")
+START_SECONDS = 30.0
+"""How long a fresh worker may take to import pyttsx3 and start the engine."""
+
+# What listeners hear at each espeak-ng `rate` setting, measured with espeak-ng
+# 1.52.0 (espeakng-loader) as words / seconds from first to last audible sample
+# of two paragraphs (61 and 47 words; they differ by ~13% because pace depends
+# on the text), averaged over voices gmw/en and gmw/en-us (within 2% of each
+# other). espeak speaks ~15-20% faster than its nominal rate: 130 wpm needs
+# rate ~112. Its slowest setting, 80, still sounds like ~97 wpm.
+ESPEAK_RATE_TABLE = ((80, 97.0), (90, 103.6), (100, 115.6), (110, 127.4), (120, 139.1),
+                     (130, 151.8), (150, 175.2), (175, 206.1), (200, 235.8), (250, 295.0),
+                     (300, 357.0), (400, 481.4))
+
+
+def espeak_rate_for(rate_wpm: float) -> int:
+    """The espeak `rate` setting that sounds like ``rate_wpm`` (clamped to espeak's range)."""
+    settings = [s for s, _ in ESPEAK_RATE_TABLE]
+    heard = [w for _, w in ESPEAK_RATE_TABLE]
+    return int(round(float(np.interp(rate_wpm, heard, settings))))
+
+
+class _WorkerFailed(Exception):
+    """The worker hung, died or could not do what was asked (internal: becomes SpeechError)."""
+
+
+class _Worker:
+    """One worker process and the thread that reads its answers."""
+
+    def __init__(self, stderr_file) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-u", "-m", WORKER_MODULE], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=stderr_file, text=True, encoding="utf-8")
+        self._answers: queue.Queue = queue.Queue()
+        # The reader holds the stream, not self, so a forgotten worker can be collected.
+        threading.Thread(target=_read_lines, args=(self.process.stdout, self._answers),
+                         daemon=True).start()
+        self.stop = weakref.finalize(self, _end_process, self.process)
+        """Ask the worker to quit (kill it if it will not) and close the pipes; idempotent."""
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def call(self, request: dict, timeout_seconds: float) -> dict:
+        try:
+            self.process.stdin.write(json.dumps(request) + "\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            raise _WorkerFailed(self._death()) from None
+        try:
+            line = self._answers.get(timeout=timeout_seconds)
+        except queue.Empty:
+            raise _WorkerFailed(f"no answer within {timeout_seconds:g} s (the engine hung)") from None
+        if line is None:
+            raise _WorkerFailed(self._death())
+        return json.loads(line)
+
+    def _death(self) -> str:
+        try:
+            code = self.process.wait(timeout=2.0)
+        except subprocess.TimeoutExpired:
+            return "the worker stopped answering"
+        if code < 0:
+            return f"the engine crashed (signal {-code})"
+        return f"the engine exited with code {code}"
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.stop()
+
+
+def _read_lines(stream, answers: queue.Queue) -> None:
+    for line in stream:
+        answers.put(line)
+    answers.put(None)
+
+
+def _end_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        try:
+            process.stdin.write('{"op": "quit"}\n')
+            process.stdin.flush()
+            process.wait(timeout=2.0)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            process.kill()
+            process.wait()
+    for stream in (process.stdin, process.stdout):
+        with contextlib.suppress(OSError):
+            stream.close()
+
+
+@dataclass(frozen=True)
+class _EngineInfo:
+    """What the worker reported at start-up."""
+
+    pyttsx3_version: str
+    driver: str
+    default_voice: str | None
+    espeak_library: str | None
+    espeak_version: str | None
+    voices: tuple[EngineVoice, ...]
+    variants: tuple[str, ...]
+
+
+def _info_from(reply: dict) -> _EngineInfo:
+    voices = tuple(EngineVoice(id=v["id"], name=v["name"], languages=tuple(v["languages"]),
+                               gender=(v["gender"] or None)) for v in reply["voices"])
+    return _EngineInfo(reply["pyttsx3_version"], reply["driver"], reply["default_voice"],
+                       reply["espeak_library"], reply["espeak_version"], voices,
+                       tuple(reply["variants"]))
+
+
+def resolve_voice(wanted: str, info: _EngineInfo) -> str:
+    """The engine voice id for ``wanted`` (id, name or language; espeak: ``voice+variant``).
+
+    pyttsx3 ignores unknown voices, so an unknown one is a VoiceError here.
+    """
+    base, _, variant = wanted.partition("+") if info.driver == "espeak" else (wanted, "", "")
+    names: dict[str, str] = {}
+    for v in info.voices:
+        keys = [v.id, v.name, *v.languages]
+        if info.driver == "espeak":
+            keys.append(v.id.split("/", 1)[-1])
+        for key in keys:
+            names.setdefault(key.lower(), v.id)
+    found = names.get(base.strip().lower())
+    if found is None:
+        close = difflib.get_close_matches(base.lower(), list(names), n=5, cutoff=0.5)
+        hint = f"close matches: {', '.join(close)}" if close else "run `compassion-audio voices`"
+        raise VoiceError(f"unknown voice {wanted!r} for {info.driver}; {hint}")
+    if not variant:
+        return found
+    if variant.lower() not in info.variants:
+        close = difflib.get_close_matches(variant.lower(), list(info.variants), n=5, cutoff=0.5)
+        hint = f"close matches: {', '.join(close)}" if close else f"variants: {', '.join(info.variants[:12])}"
+        raise VoiceError(f"unknown voice variant {variant!r} in {wanted!r}; {hint}")
+    return f"{found}+{variant.lower()}"
+
+
+def decode_engine_file(path: Path) -> Audio:
+    """Decode what the engine wrote by its content (WAV on Linux/Windows, AIFF on macOS)."""
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic == b"FORM":
+        # pydub would need ffprobe (not shipped by imageio-ffmpeg) to read AIFF.
+        return decode_file(path, sample_rate=DEFAULT_RATE)
+    if magic != b"RIFF":
+        raise SpeechError(f"the speech engine wrote an unknown audio format ({magic!r})")
+    # pydub leaves a file it opened by name unclosed: hand it an open file.
+    with open(path, "rb") as fh:
+        seg = tools.pydub().AudioSegment.from_file(fh, format="wav")
+    data = np.array(seg.get_array_of_samples(), dtype=np.float32)
+    data /= float(1 << (8 * seg.sample_width - 1))
+    if seg.channels > 1:
+        data = data.reshape(-1, seg.channels).mean(axis=1)
+    return Audio(data.astype(np.float32, copy=False), seg.frame_rate)
+
+
+def _check_ranges(settings: VoiceSettings) -> None:
+    if settings.pitch is not None and not 0 <= settings.pitch <= 100:
+        raise VoiceError(f"pitch {settings.pitch} is outside 0-100")
+    if not 0.0 < settings.volume <= 1.0:
+        raise VoiceError(f"volume {settings.volume} is outside 0-1 (0 would be silent)")
+
+
+def _remove_scratch(folder: Path, stderr_file) -> None:
+    stderr_file.close()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+class Pyttsx3Engine:
+    """pyttsx3 behind the SpeechEngine protocol; one worker process serves every phrase."""
+
+    name = "pyttsx3"
+
+    def __init__(self, settings: VoiceSettings, *, timeout_seconds: float = 30.0) -> None:
+        _check_ranges(settings)
+        self.settings = settings
+        self.timeout_seconds = timeout_seconds
+        self._folder = Path(tempfile.mkdtemp(prefix="compassion-audio-speech-"))
+        self._stderr = tempfile.TemporaryFile(mode="w+b")
+        # Runs on close(), on collection or at exit: an engine left open leaves nothing behind.
+        self._cleanup = weakref.finalize(self, _remove_scratch, self._folder, self._stderr)
+        self._count = 0
+        self._worker: _Worker | None = None
+        self._closed = False
+        try:
+            self._info = self._start()
+            self._voice = (resolve_voice(settings.voice, self._info) if settings.voice
+                           else self._info.default_voice)
+            self._rate = self._engine_rate(settings.rate_wpm)
+        except BaseException:
+            self.close()
+            raise
+
+    def _engine_rate(self, rate_wpm: int) -> int:
+        if self._info.driver != "espeak":
+            return int(rate_wpm)  # nsss and sapi5 take words per minute directly
+        slowest, fastest = ESPEAK_RATE_TABLE[0][1], ESPEAK_RATE_TABLE[-1][1]
+        # Beyond the table espeak clamps silently; a 10% miss is the most we accept.
+        if not slowest * 0.9 <= rate_wpm <= fastest:
+            raise VoiceError(f"rate_wpm {rate_wpm} is outside what espeak-ng can speak "
+                             f"(about {slowest:.0f}-{fastest:.0f} wpm)")
+        return espeak_rate_for(rate_wpm)
+
+    def _start(self) -> _EngineInfo:
+        self._worker = _Worker(self._stderr)
+        try:
+            reply = self._worker.call({"op": "hello"}, START_SECONDS)
+        except _WorkerFailed as exc:
+            raise EngineUnavailable(f"pyttsx3 could not start ({exc}{self._stderr_tail()}); "
+                                    f"{INSTALL_HINT}") from None
+        if not reply.get("ok"):
+            raise EngineUnavailable(f"pyttsx3 could not start ({reply.get('message')}); {INSTALL_HINT}")
+        return _info_from(reply)
+
+    def _stderr_tail(self) -> str:
+        self._stderr.seek(0)
+        lines = self._stderr.read().decode("utf-8", "replace").strip().splitlines()
+        self._stderr.seek(0, os.SEEK_END)
+        return f": {lines[-1]}" if lines else ""
+
+    def identity(self) -> dict:
+        info = self._info
+        return {"engine": self.name, "pyttsx3": info.pyttsx3_version, "driver": info.driver,
+                "espeak_library": info.espeak_library, "espeak_version": info.espeak_version,
+                "platform": sys.platform, "voice": self._voice, "rate_wpm": self.settings.rate_wpm,
+                "engine_rate": self._rate, "pitch": self.settings.pitch,
+                "volume": self.settings.volume}
+
+    def voices(self) -> list[EngineVoice]:
+        return list(self._info.voices)
+
+    def _synth_request(self, text: str, path: str) -> dict:
+        return {"op": "synth", "text": text, "path": path, "voice": self._voice,
+                "rate": self._rate, "pitch": self.settings.pitch, "volume": self.settings.volume,
+                "wait_seconds": self.timeout_seconds * 0.8}
+
+    def synthesize(self, text: str) -> Audio:
+        """Raw engine audio for ``text``; a hang or crash restarts the worker and retries once."""
+        if self._closed:
+            raise SpeechError(f"could not synthesise {quote_phrase(text)}: the engine is closed")
+        failures: list[str] = []
+        for _attempt in range(2):
+            self._count += 1
+            path = self._folder / f"phrase-{self._count}.wav"
+            try:
+                return self._synthesize_once(text, str(path))
+            except _WorkerFailed as exc:
+                failures.append(str(exc))
+                self._restart()
+            finally:
+                path.unlink(missing_ok=True)
+        raise SpeechError(f"could not synthesise {quote_phrase(text)}: {failures[0]}; "
+                          f"on retry: {failures[-1]}")
+
+    def _synthesize_once(self, text: str, path: str) -> Audio:
+        if self._worker is None:
+            raise _WorkerFailed("the engine could not be restarted")
+        reply = self._worker.call(self._synth_request(text, path), self.timeout_seconds)
+        if not reply.get("ok"):
+            raise _WorkerFailed(reply.get("message", "the engine failed"))
+        audio = decode_engine_file(Path(path))
+        if audio.frames == 0:
+            raise _WorkerFailed("the engine wrote no audio")
+        return audio
+
+    def _restart(self) -> None:
+        if self._worker is not None:
+            self._worker.kill()
+        try:
+            self._info = self._start()
+        except EngineUnavailable:
+            self._worker = None
+
+    def close(self) -> None:
+        self._closed = True
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
+        self._cleanup()
+
+    def __enter__(self) -> "Pyttsx3Engine":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
