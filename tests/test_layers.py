@@ -18,7 +18,11 @@ STAGES = ["core", "script", "speech", "sound", "output"]
 ALLOWED: dict[str, set[str]] = {stage: set(STAGES[:i]) for i, stage in enumerate(STAGES)}
 ALLOWED["render"] = set(STAGES)
 ALLOWED["__init__"] = {"core", "render"}
-ALLOWED["cli"] = set(STAGES) | {"render", "__init__"}
+ALLOWED["page"] = set(STAGES) | {"render"}
+"""The session page is built from a rendered track, so it sits on render; only the CLI uses it."""
+ALLOWED["album"] = set(STAGES) | {"render", "page"}
+"""Albums run render_track for each track and write each folder's session page; only the CLI uses them."""
+ALLOWED["cli"] = set(STAGES) | {"render", "page", "album", "__init__"}
 ALLOWED["__main__"] = {"cli"}
 
 

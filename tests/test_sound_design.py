@@ -45,10 +45,10 @@ from scipy.signal import get_window
 from compassion_audio.cli import cli
 from compassion_audio.core.settings import BreathingSettings, ExportSettings, MixSettings
 from compassion_audio.render import TrackRequest, render_track
-from compassion_audio.output.tags import read_tags
 from compassion_audio.core.tools import ffmpeg_exe
 
-from .conftest import FAKE_FRAMES_PER_WORD, FakeEngine, decode, ebur128, sounding_runs
+from .conftest import (FAKE_FRAMES_PER_WORD, FILE_LOUDNESS_LU, FakeEngine, decode, ebur128,
+                       embedded_pictures, ffmetadata_view, sounding_runs)
 
 SR = 44100
 LSB = 1.0 / 32768
@@ -415,7 +415,9 @@ def test_cli_ratio_sets_where_the_breath_turns(tmp_path):
     """Real engine through the CLI: --ratio 1:3 at 6/min turns at 2.5 s of each 10 s cycle."""
     script = write_script(tmp_path, "Breathe with the chimes.\n[breathe 2 breaths]\nWell done.\n")
     out = tmp_path / "ratio.wav"
-    outcome = CliRunner().invoke(cli, ["render", str(script), "-o", str(out), "--ratio", "1:3",
+    # espeak-ng: its short decay leaves the chimes after silence (hibari's breath tail is longer).
+    outcome = CliRunner().invoke(cli, ["render", str(script), "-o", str(out), "--voice", "calm-female",
+                                       "--ratio", "1:3",
                                        "--breathing", "6", "--tone-style", "chime", "--no-bells",
                                        "--loudness", "off", "--timeline", "-q"])
     assert outcome.exit_code == 0, outcome.output
@@ -684,9 +686,9 @@ def loudness_tracks(tmp_path_factory):
 @pytest.mark.engine
 @pytest.mark.parametrize("target", [-16.0, -19.0, -23.0])
 def test_encoded_mp3_meets_the_loudness_target(loudness_tracks, target):
-    """Speech, pauses and bells (track A). The standard allows 1 LU; we hold the 0.5 LU aim."""
+    """Speech, pauses and bells (track A). The standard allows 1 LU; mastering holds 0.3."""
     _, meter = loudness_tracks[("A", target)]
-    assert meter["integrated"] == pytest.approx(target, abs=0.5), meter
+    assert meter["integrated"] == pytest.approx(target, abs=FILE_LOUDNESS_LU), meter
     assert meter["true_peak"] <= -1.0, meter
 
 
@@ -694,14 +696,14 @@ def test_encoded_mp3_meets_the_loudness_target(loudness_tracks, target):
 def test_two_exercises_at_one_target_match(loudness_tracks):
     """Track B is another exercise: breathing tones and a rain bed."""
     (_, a), (_, b) = loudness_tracks[("A", -16.0)], loudness_tracks[("B", "rain")]
-    assert b["integrated"] == pytest.approx(-16.0, abs=0.5), b
-    assert abs(a["integrated"] - b["integrated"]) <= 1.0, (a, b)
+    assert a["integrated"] == pytest.approx(-16.0, abs=FILE_LOUDNESS_LU), a
+    assert b["integrated"] == pytest.approx(-16.0, abs=FILE_LOUDNESS_LU), b
 
 
 @pytest.mark.engine
 def test_true_peak_holds_after_mp3_encoding_over_a_bed(loudness_tracks):
     _, meter = loudness_tracks[("B", "pink")]
-    assert meter["integrated"] == pytest.approx(-16.0, abs=0.5)
+    assert meter["integrated"] == pytest.approx(-16.0, abs=FILE_LOUDNESS_LU), meter
     assert meter["true_peak"] <= -1.0, meter
 
 
@@ -793,17 +795,20 @@ def test_mp3_chapters_are_chap_frames_with_a_ctoc(chaptered):
 
 @pytest.mark.parametrize("fmt", ["flac", "opus", "m4a"])
 def test_other_formats_carry_chapters_tags_and_cover(chaptered, fmt):
-    results, _ = chaptered
+    results, cover = chaptered
     result = results[fmt]
-    found = read_tags(result.path)
+    found, chapters = ffmetadata_view(result.path)  # read by ffmpeg, not the product
     planned = result.timeline.chapters
-    assert [c[0] for c in found["chapters"]] == ["Arriving", "Resting", "Returning"]
-    for (_, start, _), want in zip(found["chapters"], planned):
+    assert [c[0] for c in chapters] == ["Arriving", "Resting", "Returning"]
+    for (_, start, _), want in zip(chapters, planned):
         assert start == pytest.approx(want.start / SR, abs=0.001)
-    for key in ("title", "artist", "album", "genre", "comment", "track"):
+    for key in ("title", "artist", "album", "genre", "comment"):
         assert found.get(key) == TAGS[key], key
+    number, total = TAGS["track"].split("/")
+    track = (found.get("track"), found.get("tracktotal")) if fmt != "m4a" else tuple(found["track"].split("/"))
+    assert track == (number, total)
     assert found.get("date") == TAGS["date"]
-    assert found["cover"] is True
+    assert embedded_pictures(result.path) == [cover.read_bytes()]
     # and the file still decodes to the track's length
     assert decode(result.path).size / SR == pytest.approx(result.timeline.seconds, abs=0.08)
 

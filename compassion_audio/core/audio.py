@@ -51,6 +51,12 @@ def seconds_to_frames(seconds: float, sample_rate: int) -> int:
     return int(round(seconds * sample_rate))
 
 
+def frames_to_ms(frames: int, sample_rate: int) -> int:
+    """Frames to whole milliseconds, rounding half up in integers (no float drift), as
+    chapters and captions store times."""
+    return (2 * frames * 1000 + sample_rate) // (2 * sample_rate)
+
+
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     """Band-limited polyphase resampling; a no-op when the rates match."""
     if from_rate == to_rate or samples.shape[0] == 0:
@@ -79,9 +85,9 @@ def fade_edges(samples: np.ndarray, fade_in: int, fade_out: int) -> np.ndarray:
     return out
 
 
-def audible_bounds(samples: np.ndarray, sample_rate: int, threshold_db: float = -45.0,
-                   window_seconds: float = 0.005) -> tuple[int, int] | None:
-    """First and one-past-last frame whose short-window peak exceeds ``threshold_db`` dBFS.
+def audible_bounds(samples: np.ndarray, sample_rate: int,
+                   threshold_db: float = -45.0) -> tuple[int, int] | None:
+    """First and one-past-last frame whose magnitude reaches ``threshold_db`` dBFS.
 
     Returns None when nothing is audible.
     """
@@ -91,7 +97,6 @@ def audible_bounds(samples: np.ndarray, sample_rate: int, threshold_db: float = 
     loud = np.flatnonzero(np.abs(mono) >= db_to_gain(threshold_db))
     if loud.size == 0:
         return None
-    del window_seconds  # the per-sample peak test is the tightest window
     return int(loud[0]), int(loud[-1]) + 1
 
 

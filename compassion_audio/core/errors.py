@@ -70,5 +70,31 @@ class OutputError(CompassionAudioError):
     """The output cannot be written: exists without --force, or the folder is not writable."""
 
 
+class PageError(CompassionAudioError):
+    """A session page that cannot be found (the message names the command that makes it)."""
+
+
 class ProgrammeError(SourceError):
     """A programme (course) file that names a missing exercise or length, or cannot be read."""
+
+
+class AlbumError(SourceError):
+    """An album manifest with a wrong key or value, or an album folder that cannot be built."""
+
+
+class ClusterError(CompassionAudioError):
+    """A Dask scheduler that cannot be reached (the message names how to start one)."""
+
+
+class Notice(UserWarning):
+    """Something the user should know that does not stop the work (the CLI prints one line)."""
+
+
+class VoiceFallback(Notice):
+    """A voice was replaced by its profile's fallback because its engine cannot load here.
+
+    Python prints it once on stderr unless a caller handles it (the CLI prints one line)."""
+
+
+class CacheUnavailable(Notice):
+    """The cache folder cannot be written: the render goes on without it (one line on stderr)."""

@@ -5,11 +5,8 @@ import functools
 import math
 
 import numpy as np
-import scipy.fft
-from scipy.ndimage import minimum_filter1d
-from scipy.signal import sosfilt
 
-from compassion_audio.core.audio import db_to_gain, gain_to_db
+from compassion_audio.core.audio import db_to_gain
 
 OVERSAMPLE = 4
 _HALF_TAPS = 16
@@ -81,6 +78,7 @@ _CHUNK_FRAMES = 1 << 16
 @functools.lru_cache(maxsize=8)
 def _phase_spectra(size: int) -> np.ndarray:
     """FFT of interpolation phases 1.. at one transform size (cached: block sizes repeat)."""
+    import scipy.fft  # imported here: scipy costs ~0.6 s at start-up
     return scipy.fft.rfft(_PHASES[1:].astype(np.float32), n=size, axis=1)
 
 
@@ -141,6 +139,7 @@ class _PeakDetector:
         self.history = np.zeros((channels, _PHASES.shape[1] - 1), dtype=np.float32)
 
     def process(self, data: np.ndarray) -> np.ndarray:
+        import scipy.fft  # imported here: scipy costs ~0.6 s at start-up
         if data.shape[0] == 0:
             return np.zeros(0, dtype=np.float32)
         ext = np.concatenate([self.history, data.T.astype(np.float32)], axis=1)
@@ -166,29 +165,12 @@ class _PeakDetector:
         return probe.process(np.zeros((_HALF_TAPS, self.history.shape[0])))
 
 
-class _SamplePeaks:
-    """Sample peak per frame with the same lag as _PeakDetector (no oversampling: cheap)."""
-
-    def __init__(self, channels: int) -> None:
-        self.history = np.zeros((_HALF_TAPS, channels), dtype=np.float32)
-
-    def process(self, data: np.ndarray) -> np.ndarray:
-        ext = np.concatenate([self.history, np.abs(data).astype(np.float32)])
-        self.history = ext[-_HALF_TAPS:].copy()
-        return ext[:data.shape[0]].max(axis=1)
-
-    def skip(self, data: np.ndarray) -> None:
-        self.process(data)
-
-
 class LoudnessMeter:
-    """Integrated loudness, true peak and sample peak of a stream fed in blocks of any size."""
+    """Integrated loudness of a stream fed in blocks of any size (true peak: ``true_peak()``)."""
 
-    def __init__(self, sample_rate: int, channels: int, *, true_peak: bool = True) -> None:
+    def __init__(self, sample_rate: int, channels: int) -> None:
         self.sample_rate = sample_rate
         self.channels = channels
-        self._measure_true_peak = true_peak
-        """Off when only loudness is wanted: the 4x oversampling is most of the cost."""
         self._sos = k_weighting_sos(sample_rate)
         self._zi = np.zeros((self._sos.shape[0], 2, channels))
         # Surround weights per BS.1770 for 5.1 (L R C LFE Ls Rs); 1.0 otherwise.
@@ -198,19 +180,14 @@ class LoudnessMeter:
         self._steps: list[float] = []
         self._partial = 0.0
         self._partial_frames = 0
-        self._detector = _PeakDetector(channels)
-        self._true_peak = 0.0
-        self._sample_peak = 0.0
 
     def add(self, block: np.ndarray) -> None:
         """Feed the next frames, (frames,) for mono or (frames, channels)."""
+        from scipy.signal import sosfilt  # imported here: scipy costs ~0.6 s at start-up
         data = _as_frames(block, self.channels)
         if data.shape[0] == 0:
             return
         peak = float(np.abs(data).max())
-        self._sample_peak = max(self._sample_peak, peak)
-        if self._measure_true_peak:
-            self._true_peak = max(self._true_peak, float(self._detector.process(data).max()))
         if peak == 0.0 and not np.any(np.abs(self._zi) > _SETTLED):
             # Digital silence after the filter has rung out (a pause with nothing under
             # it): its K-weighted power is zero - skip the filter (most of the cost).
@@ -272,17 +249,6 @@ class LoudnessMeter:
         """Mean weighted K-filtered power of each complete 100 ms step so far."""
         return np.array(self._steps)
 
-    def true_peak_db(self) -> float:
-        """Highest 4x-oversampled peak so far, in dBTP."""
-        if not self._measure_true_peak:
-            raise ValueError("this meter was made with true_peak=False")
-        pending = self._detector.pending()
-        peak = max(self._true_peak, float(pending.max()) if pending.size else 0.0)
-        return gain_to_db(peak)
-
-    def sample_peak_db(self) -> float:
-        return gain_to_db(self._sample_peak)
-
 
 class PeakLimiter:
     """Streaming look-ahead true-peak limiter with a smooth gain curve.
@@ -294,8 +260,7 @@ class PeakLimiter:
     """
 
     def __init__(self, sample_rate: int, channels: int, ceiling_db: float = -1.0,
-                 lookahead_seconds: float = 0.005, release_seconds: float = 0.15,
-                 true_peak: bool = True) -> None:
+                 lookahead_seconds: float = 0.005, release_seconds: float = 0.15) -> None:
         self.sample_rate = sample_rate
         self.channels = channels
         self.ceiling_db = ceiling_db
@@ -304,7 +269,7 @@ class PeakLimiter:
         self._window = max(1, int(round(lookahead_seconds * sample_rate)))
         self._release_log = -1.0 / max(release_seconds * sample_rate, 1.0)
         self.latency_frames = self._window + _HALF_TAPS
-        self._detector = _PeakDetector(channels) if true_peak else _SamplePeaks(channels)
+        self._detector = _PeakDetector(channels)
         self._required = np.ones(self._window)
         self._released = np.ones(self._window)
         self._reduction = 0.0
@@ -324,10 +289,8 @@ class PeakLimiter:
         if n == 0:
             return np.zeros((0,) if mono_in else (0, self.channels), dtype=np.float32)
         if peak_bound is None:
-            overshoot = _OVERSHOOT_BOUND if isinstance(self._detector, _PeakDetector) else 1.0
-            peak_bound = float(np.abs(data).max()) * overshoot
-        bound = peak_bound
-        if self._idle() and bound < self._target:
+            peak_bound = float(np.abs(data).max()) * _OVERSHOOT_BOUND
+        if self._idle() and peak_bound < self._target:
             # Nothing here can reach the ceiling and no earlier peak is still
             # releasing: the output is the delayed input, exactly as the full
             # path would compute it (required gain 1 everywhere).
@@ -354,6 +317,7 @@ class PeakLimiter:
             and bool(np.all(self._released == 1.0))
 
     def _smooth(self, required: np.ndarray) -> np.ndarray:
+        from scipy.ndimage import minimum_filter1d  # imported here: scipy costs ~0.6 s at start-up
         w = self._window
         ext = np.concatenate([self._required, required])
         self._required = ext[-w:]
@@ -381,21 +345,6 @@ class PeakLimiter:
         # A reduction decayed below -120 dB is over; ending it lets the idle fast path resume.
         self._reduction = float(reduction[-1]) if reduction[-1] > 1e-6 else 0.0
         return 1.0 - reduction
-
-
-def limit(samples: np.ndarray, sample_rate: int, ceiling_db: float = -1.0, *,
-          true_peak: bool = True) -> np.ndarray:
-    """Limit a whole (short) array in one go, without the streaming delay.
-
-    ``true_peak=False`` limits sample peaks only (much cheaper; for shaping clips
-    before a final true-peak stage).
-    """
-    data = np.asarray(samples, dtype=np.float32)
-    channels = 1 if data.ndim == 1 else data.shape[1]
-    limiter = PeakLimiter(sample_rate, channels, ceiling_db, true_peak=true_peak)
-    parts = [limiter.process(data[i:i + _CHUNK_FRAMES]) for i in range(0, data.shape[0], _CHUNK_FRAMES)]
-    out = np.concatenate([*parts, limiter.flush()])
-    return out[limiter.latency_frames:]
 
 
 def true_peak(samples: np.ndarray) -> float:

@@ -1,21 +1,27 @@
-"""Settings as frozen dataclasses: one object per concern, passed whole, loadable from TOML."""
+"""Settings as frozen dataclasses: one object per concern, passed whole.
+
+Voice settings come from voices/*.toml (speech/voices.py), breathing from client
+profiles (script/profile.py); the others are built by the CLI or the library caller.
+"""
 from __future__ import annotations
 
-import re
-import sys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-from compassion_audio.core.errors import ProfileError
 
 FORMATS = ("mp3", "ogg", "opus", "flac", "wav", "m4a")
 """Output formats; ``ogg`` is Ogg/Opus like ``opus``."""
+
+RATE_WPM_RANGE = (100, 220)
+"""The speaking rates every engine honours; the CLI, voice profiles and the pyttsx3
+engine all refuse a rate outside it.
+
+100: espeak-ng cannot speak slower. Measured (espeak-ng 1.52, voices gmw/en and
+gmw/en-us, two paragraphs of 61 and 47 words, first to last audible sample), every
+espeak `rate` setting from 1 to 80 sounds the same, 96-104 wpm; a request for 90 would come out
+~11% fast. 220: faster than any guided practice (110-140 wpm) or everyday speech,
+leaving room to try a voice; espeak-ng reaches ~480 wpm. Piper and recorded packs
+take their pace from the model or the person (rate_wpm only times their estimates),
+so any rate in the range is fine for them."""
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,7 @@ class VoiceSettings:
     voice: str | None = None
     """Engine voice id (None: the engine's default English voice)."""
     rate_wpm: int = 130
-    """Speaking rate in words per minute (meditation pace is ~110-140)."""
+    """Speaking rate in words per minute (meditation pace is ~110-140), within RATE_WPM_RANGE."""
     pitch: int | None = None
     """Engine pitch 0-100 (None: engine default)."""
     volume: float = 1.0
@@ -77,8 +83,6 @@ class MixSettings:
     """A bell at the start and the end of the track."""
     bell_file: Path | None = None
     """The user's own bell sound instead of the synthesised one."""
-    join_fade_seconds: float = 0.01
-    """Fade at every cut, so joins never click."""
     background: str | None = None
     """Ambient bed: pink, brown, rain, waves, or a path to an audio file."""
     background_level_db: float = -22.0
@@ -105,32 +109,3 @@ class ExportSettings:
     captions: bool = False
     timeline_json: bool = False
 
-
-def load_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML file; a syntax error names the file and line."""
-    try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError as exc:
-        raise ProfileError("file not found", source=str(path)) from exc
-    except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None)
-        found = re.search(r"\(at line (\d+)", str(exc))
-        if line is None and found:
-            line = int(found.group(1))
-        msg = str(exc).split(" (at line")[0]
-        raise ProfileError(f"not valid TOML: {msg}", source=str(path), line=line,
-                           hint="check quotes and = signs") from exc
-
-
-def settings_from_dict(cls, data: dict[str, Any], source: str):
-    """Build a settings dataclass from a dict, rejecting unknown keys by name."""
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        import difflib
-
-        guess = difflib.get_close_matches(unknown[0], names, n=1)
-        hint = f"did you mean {guess[0]!r}?" if guess else f"known keys: {', '.join(sorted(names))}"
-        raise ProfileError(f"unknown setting {unknown[0]!r}", source=source, hint=hint)
-    return replace(cls(), **data)

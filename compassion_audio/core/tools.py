@@ -5,6 +5,7 @@ import ctypes
 import hashlib
 import ctypes.util
 import functools
+import logging
 import os
 import shutil
 import warnings
@@ -13,12 +14,16 @@ from pathlib import Path
 
 from compassion_audio.core.errors import EngineUnavailable
 
+log = logging.getLogger(__name__)
+
 
 @functools.lru_cache(maxsize=None)
 def ffmpeg_exe() -> str:
     """Path of an ffmpeg binary: $COMPASSION_AUDIO_FFMPEG, then PATH, then imageio-ffmpeg's."""
     chosen = os.environ.get("COMPASSION_AUDIO_FFMPEG") or shutil.which("ffmpeg")
     if chosen:
+        log.debug("ffmpeg: %s (%s)", chosen, "COMPASSION_AUDIO_FFMPEG" if os.environ.get(
+            "COMPASSION_AUDIO_FFMPEG") else "system PATH")
         return chosen
     try:
         import imageio_ffmpeg
@@ -27,7 +32,9 @@ def ffmpeg_exe() -> str:
             "ffmpeg not found: install it (e.g. apt install ffmpeg) or pip install imageio-ffmpeg"
         ) from exc
     try:
-        return imageio_ffmpeg.get_ffmpeg_exe()
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+        log.debug("ffmpeg: %s (imageio-ffmpeg wheel)", exe)
+        return exe
     except RuntimeError as exc:  # pragma: no cover - platform without a wheel binary
         raise EngineUnavailable(
             "ffmpeg not found: install it (e.g. apt install ffmpeg) or pip install imageio-ffmpeg"
@@ -57,6 +64,7 @@ def prepare_espeak() -> str:
     """
     system = ctypes.util.find_library("espeak-ng")
     if system:
+        log.debug("espeak-ng: %s (system library)", system)
         return system
     try:
         import espeakng_loader
@@ -67,6 +75,7 @@ def prepare_espeak() -> str:
     os.environ.setdefault("ESPEAK_DATA_PATH", espeakng_loader.get_data_path())
     path = espeakng_loader.get_library_path()
     ctypes.CDLL(path)
+    log.debug("espeak-ng: %s (espeakng-loader wheel)", path)
     return path
 
 

@@ -3,7 +3,7 @@
 A track is encoded while its speech is still being synthesised (render.py), so
 the gain that meets the loudness target has to be known before the first block
 is written. It can be, because every clip is matched to the same loudness
-(``clip_processing.CLIP_LUFS``) and every other sound sits at a fixed level relative to
+(``core.levels.CLIP_LUFS``) and every other sound sits at a fixed level relative to
 the voice: a model of the plan - 100 ms steps of K-weighted power for the
 voice, bells, breathing tones and background bed, gated exactly as BS.1770
 gates the real mix - predicts the mix's loudness. The mastered track is metered
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from compassion_audio.core.audio import db_to_gain
-from compassion_audio.core.settings import BreathingSettings, MixSettings
+from compassion_audio.core.settings import MixSettings
 from compassion_audio.core.loudness import LoudnessMeter, gated_lufs, lufs_to_power
 from compassion_audio.core.timeline import Timeline
 
@@ -92,7 +92,7 @@ class Prediction:
     gain_db: float
 
 
-def predict(plan: Timeline, *, mix: MixSettings, breathing: BreathingSettings, voice_lufs: float,
+def predict(plan: Timeline, *, mix: MixSettings, voice_lufs: float,
             bell: np.ndarray | None = None, bell_gain: float = 1.0, bed=None,
             tone_steps=None) -> Prediction:
     """Predict the loudness of the mix of ``plan`` (whose speech may be estimated).
@@ -115,7 +115,7 @@ def predict(plan: Timeline, *, mix: MixSettings, breathing: BreathingSettings, v
         voice *= lufs_to_power(voice_lufs) / lufs_to_power(alone)
     total = voice.copy()
     if bell is not None and bell.size:
-        meter = LoudnessMeter(sr, 1, true_peak=False)
+        meter = LoudnessMeter(sr, 1)
         meter.add(np.concatenate([bell * bell_gain, np.zeros(step, dtype=np.float32)]))
         ring = meter.step_powers() * channels
         for e in plan.events:
@@ -137,7 +137,7 @@ def predict(plan: Timeline, *, mix: MixSettings, breathing: BreathingSettings, v
 
 def bed_power(bed) -> float:
     """Mean K-weighted power of a bed's loop, summed over its channels."""
-    meter = LoudnessMeter(bed.sample_rate, bed.channels, true_peak=False)
+    meter = LoudnessMeter(bed.sample_rate, bed.channels)
     meter.add(bed.loop)
     steps = meter.step_powers()
     return float(steps.mean()) if steps.size else 0.0

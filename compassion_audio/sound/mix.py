@@ -19,19 +19,17 @@ import numpy as np
 
 from compassion_audio.core.audio import db_to_gain, seconds_to_frames
 from compassion_audio.core.settings import BreathingSettings, MixSettings
+from compassion_audio.core.levels import BELL_PEAK_DB, SPEECH_RMS_DB
 from compassion_audio.core.loudness import LoudnessMeter, PeakLimiter, true_peak
-from compassion_audio.speech.clip_processing import SPEECH_RMS_DB
 from compassion_audio.sound.tones import BreathPattern, render_tones
 from compassion_audio.core.timeline import Timeline
 
-BELL_PEAK_DB = -12.0
-"""Bell peak before mastering: soft, well under the voice's peaks."""
 BLOCK_FRAMES = 1 << 16
 TONE_PEAK = 1.25
+"""Bound of a pacing tone's true peak before its gain (tones.py keeps peaks near 1.0)."""
 STREAM_MARGIN_SECONDS = 3.0
 """A growing plan is rendered only up to this far before its end: a clip's lead (~10 ms)
 and the bed's ducking ramps (attack + release, twice, < 2 s) look no further ahead."""
-"""Bound of a pacing tone's true peak before its gain (tones.py keeps peaks near 1.0)."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +127,7 @@ class TrackMixer:
                 tones = render_tones(t.source, self.breathing.style, stretch_start=0,
                                      stretch_end=span + sr, block_start=0, block_frames=span,
                                      sample_rate=sr)
-                meter = LoudnessMeter(sr, 1, true_peak=False)
+                meter = LoudnessMeter(sr, 1)
                 meter.add(tones * self._tone_gain)
                 steps = meter.step_powers()
                 known[t.source] = float(steps.mean()) if steps.size else 0.0
@@ -253,10 +251,3 @@ class StreamMaster:
             self.meter.add(out)
         return out
 
-
-def mastered_blocks(mixer: TrackMixer, gain_db: float, *, lossy: bool = False,
-                    meter: LoudnessMeter | None = None) -> Iterator[np.ndarray]:
-    """The whole (complete) mix with gain applied and the limiter, delay compensated."""
-    if not mixer.timeline.complete:
-        raise ValueError("mastered_blocks needs a complete timeline")
-    yield from StreamMaster(mixer, gain_db, lossy=lossy, meter=meter).advance()
