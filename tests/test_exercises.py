@@ -1,27 +1,28 @@
-"""The built-in exercise library: golden renderings, reading quality, safety lines and lengths."""
+"""The built-in exercise library: reading quality, safety lines and lengths (goldens: test_golden.py)."""
 from __future__ import annotations
 
-import os
 import random
 import re
-from pathlib import Path
 
 import pytest
 
+from compassion_audio.core.segments import Breathe, Pause
+from compassion_audio.script.library import find_exercise
 from compassion_audio.script.lint import check_exercise, reading_problems, sample_profile, template_values
 from compassion_audio.script.profile import apply_overrides, empty_profile
-from compassion_audio.core.segments import Breathe, Pause
-from compassion_audio.script.templates import find_exercise, render_script, render_text
+from compassion_audio.script.templates import LENGTHS, VARIANTS, render_script, render_text
+from compassion_audio.sound.estimate import estimate_timeline
 
-GOLDEN = Path(__file__).parent / "golden"
 MINE = ("compassionate-place", "compassionate-colour", "compassionate-other", "self-critic-refocus",
         "criticism-kindness-contrast", "compassion-flows", "compassionate-letter", "three-systems",
         "daily-compassionate-act", "breathing-pacer")
-LENGTHS = ("short", "standard", "long")
 PROFILES = {"empty": empty_profile, "full": sample_profile}
 
-# Standard-length targets from the practice guide, in minutes, estimated at 130 words per
-# minute plus pauses (sentence gaps not counted); a tolerance of 0.5 min either side.
+# Standard-length targets from the practice guide (docs/clinical-notes.md § Pacing), in minutes,
+# against the track's estimated length (sound.estimate: the default voice's pace and gaps,
+# pauses, bells, lead-in and tail), 0.5 min either side. With the default voice (heart, 136 wpm,
+# gaps 0.8 / 1.6 s) three run a little over their range at standard: compassionate-letter by
+# 0.33 min, three-systems by 0.31 and breathing-pacer by 0.22.
 STANDARD_MINUTES = {
     "compassionate-place": (8, 15), "compassionate-colour": (6, 10), "compassionate-other": (10, 15),
     "self-critic-refocus": (10, 15), "criticism-kindness-contrast": (5, 8), "compassion-flows": (8, 12),
@@ -38,17 +39,13 @@ def render(name, length, variant, kind, profile=None):
                        group=variant == "group")
 
 
-CASES = [(n, l, v, k) for n in MINE for l in LENGTHS for v in ("solo", "group") for k in PROFILES]
+CASES = [(n, l, v, k) for n in MINE for l in LENGTHS for v in VARIANTS for k in PROFILES]
 
 
 @pytest.mark.parametrize("name, length, variant, kind", CASES)
-def test_golden_and_reading_quality(name, length, variant, kind):
+def test_reading_quality(name, length, variant, kind):
+    """(The golden renderings are compared in test_golden.py.)"""
     text = render(name, length, variant, kind)
-    golden = GOLDEN / f"{name}-{length}-{variant}-{kind}.txt"
-    if os.environ.get("UPDATE_GOLDEN"):
-        golden.parent.mkdir(exist_ok=True)
-        golden.write_text(text, encoding="utf-8")
-    assert text == golden.read_text(encoding="utf-8")
     name_value = PROFILES[kind]().values.get("name")
     assert reading_problems(text, group=variant == "group", name=name_value) == []
     assert "[bell]" not in text
@@ -60,12 +57,14 @@ def test_golden_and_reading_quality(name, length, variant, kind):
 def test_lint_is_clean_and_lengths_fit_the_guide(name):
     report = check_exercise(find_exercise(name))
     assert report.problems == []
+    durations = {key: estimate_timeline(v.script, breathing=v.breathing).seconds
+                 for key, v in report.versions.items()}
     low, high = STANDARD_MINUTES[name]
-    for (length, _variant, _kind), seconds in report.durations.items():
+    for (length, _variant, _kind), seconds in durations.items():
         minutes = seconds / 60
         if length == "standard":
             assert low - TOLERANCE_MINUTES <= minutes <= high + TOLERANCE_MINUTES, (length, minutes)
-    by_length = {l: max(s for k, s in report.durations.items() if k[0] == l) for l in LENGTHS}
+    by_length = {l: max(s for k, s in durations.items() if k[0] == l) for l in LENGTHS}
     assert by_length["short"] < by_length["standard"] < by_length["long"]
 
 
@@ -91,19 +90,19 @@ def test_partial_profiles_read_well(name):
 ])
 def test_figure_pronouns_conjugate(pronouns, expected):
     profile = apply_overrides(empty_profile(), {"figure.pronouns": pronouns})
-    text = render("compassionate-other", "long", "solo", "empty", profile)
+    text = render("compassionate-other", "long", "individual", "empty", profile)
     for phrase in expected:
         assert phrase in text.replace("\n", " ")
 
 
-def test_personal_details_appear_in_solo_tracks():
-    text = render("compassionate-place", "long", "solo", "full")
+def test_personal_details_appear_in_individual_tracks():
+    text = render("compassionate-place", "long", "individual", "full")
     for phrase in ("Welcome, Robin.", "a quiet beach at dusk", "soft light on the water",
                    "small waves on the sand", "warm sand under your feet", "salt in the air", "shore"):
         assert phrase in text
-    assert "Dear Robin." in render("compassionate-letter", "standard", "solo", "full")
+    assert "Dear Robin." in render("compassionate-letter", "standard", "individual", "full")
     assert "Jo and a colleague at work, who have come to you" in render(
-        "self-critic-refocus", "standard", "solo", "full")
+        "self-critic-refocus", "standard", "individual", "full")
 
 
 @pytest.mark.parametrize("length, minutes, rate, seconds, breaths_per_min", [
@@ -128,7 +127,7 @@ def test_letter_has_long_writing_pauses_and_says_to_pause_the_audio(length):
 
 
 def test_three_systems_talk_covers_the_key_messages():
-    spoken = render("three-systems", "short", "solo", "empty").replace("\n", " ")
+    spoken = render("three-systems", "short", "individual", "empty").replace("\n", " ")
     for phrase in ("threat system", "drive system", "soothing system", "not our fault",
                    "train the soothing system", "courage"):
         assert phrase in spoken

@@ -4,10 +4,12 @@ from __future__ import annotations
 import pytest
 
 from compassion_audio.core.errors import TemplateError
-from compassion_audio.script.lint import check_exercise, estimate_seconds, reading_problems
-from compassion_audio.script.markers import parse
+from compassion_audio.core.segments import Script
+from compassion_audio.core.settings import BreathingSettings
+from compassion_audio.script.library import find_exercise
+from compassion_audio.script.lint import check_exercise, reading_problems
 from compassion_audio.script.scaffold import new_template
-from compassion_audio.script.templates import find_exercise
+from compassion_audio.sound.estimate import estimate_timeline
 
 GOOD_START = ("You can stop at any time. If it is too much, open your eyes and feel your feet on the floor. ")
 GOOD_END = " Feel your feet, notice the room, and open your eyes."
@@ -42,8 +44,8 @@ def test_bad_template_problems(tmp_path):
     messages = [(p.severity, p.message, p.line) for p in report.problems]
     assert ("error", "'mystery' is used but not declared in [params]", 12) in messages
     assert ("warning", "param 'unused' is declared but never used", 8) in messages
-    # Rendering fails on the undefined name, so there are no durations.
-    assert report.durations == {}
+    # Rendering fails on the undefined name, so no version rendered.
+    assert report.versions == {}
     assert not report.ok
 
 
@@ -54,8 +56,8 @@ def test_reading_problems_in_a_rendered_bad_template(tmp_path):
     assert "a dangling 'and'/'or' before punctuation: 'and.'" in found
     assert "param 'unused' is declared but never used" in found
     assert "the client's name" not in found                     # the renderer blanks it in groups
-    assert set(report.durations) == {(length, variant, kind) for length in ("short", "standard")
-                                     for variant in ("solo", "group") for kind in ("empty", "full")}
+    assert set(report.versions) == {(length, variant, kind) for length in ("short", "standard")
+                                    for variant in ("individual", "group") for kind in ("empty", "full")}
 
 
 def test_marker_error_is_reported_with_its_line(tmp_path):
@@ -63,7 +65,7 @@ def test_marker_error_is_reported_with_its_line(tmp_path):
     report = check_exercise(exercise_from(tmp_path, "marker", text))
     errors = [p for p in report.problems if p.severity == "error"]
     assert [p.message for p in errors] == [
-        "standard, solo, empty profile: bad duration 'soon' (line 3 of the rendered text)"]
+        "standard, individual, empty profile: bad duration 'soon' (line 3 of the rendered text)"]
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -90,10 +92,18 @@ def test_reading_checks_safety_lines_and_names():
     assert any("'Robin' appears" in p for p in reading_problems(named, group=True, name="Robin"))
 
 
-def test_estimate_counts_words_pauses_and_breathing():
-    words = " ".join(["word"] * 130)
-    segments = parse(f"{words}.\n[pause 30s]\n[breathe 12 breaths rate=6]\n[breathe 1m]\n", source="t")
-    assert estimate_seconds(segments) == pytest.approx(60 + 30 + 120 + 60)
+def test_versions_carry_their_script_and_the_profile_breathing(tmp_path):
+    """Lint hands back each version for the caller to time (sound.estimate): the full sample
+    profile breathes at 5.5 breaths/min, the empty one at the default."""
+    text = GOOD_START + "\n[breathe 6 breaths]\n" + GOOD_END + "\n"
+    report = check_exercise(exercise_from(tmp_path, "breaths", text))
+    assert report.problems == [] and set(report.versions) == {("standard", "individual", "empty"),
+                                                              ("standard", "individual", "full")}
+    empty, full = report.versions[("standard", "individual", "empty")], report.versions[
+        ("standard", "individual", "full")]
+    assert isinstance(empty.script, Script) and empty.script.meta["variant"] == "individual"
+    assert empty.breathing == BreathingSettings()
+    assert full.breathing == BreathingSettings(breaths_per_min=5.5, ratio=(4.0, 6.0))
 
 
 def test_scaffold_passes_lint_clean(tmp_path):
@@ -102,7 +112,8 @@ def test_scaffold_passes_lint_clean(tmp_path):
     report = check_exercise(exercise)
     assert report.problems == []
     assert exercise.title == "Morning kindness" and exercise.group
-    assert len(report.durations) == 12 and all(s > 60 for s in report.durations.values())
+    assert len(report.versions) == 12
+    assert all(estimate_timeline(v.script, breathing=v.breathing).seconds > 60 for v in report.versions.values())
     for marker in ("[pause", "[breathe", "[chapter", "bell", "pick(", "join_and", "pause(", "breathe("):
         assert marker in text
 

@@ -75,7 +75,7 @@ def test_adjacent_pauses_stay_separate_and_escape_is_literal():
     ("[breathe 2m pace=3]", "t.j2:1:1: unknown [breathe] option 'pace' (options are rate=5.5 and ratio=4:6)"),
     ("[breathe 2.5 breaths]", "t.j2:1:1: bad breath count '2.5' "
                               "(write a whole number from 1 to 2000, e.g. [breathe 6 breaths])"),
-    ("[breathe 1m ratio=4]", "t.j2:1:1: bad breathing ratio '4' (write in:out as two positive numbers, e.g. ratio=4:6)"),
+    ("[breathe 1m ratio=4]", "t.j2:1:1: '4' is not an in:out ratio (write two positive numbers separated by ':', e.g. 4:6)"),
     ("[breathe 1m rate=0]", "t.j2:1:1: bad breathing rate '0' (write breaths per minute above 0 and up to 30, e.g. rate=5.5)"),
     ("[bell now]", "t.j2:1:1: [bell] takes nothing after it, found 'now' (write [bell])"),
     ("[chapter ]", "t.j2:1:1: [chapter] needs a title (write e.g. [chapter Arriving])"),

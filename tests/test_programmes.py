@@ -5,7 +5,7 @@ import pytest
 
 from compassion_audio.core.errors import ProgrammeError
 from compassion_audio.script.programmes import list_programmes, load_programme
-from compassion_audio.script.templates import find_exercise
+from compassion_audio.script.library import find_exercise
 
 
 def test_cmt_8_week_structure():

@@ -8,15 +8,15 @@ from functools import lru_cache
 import jinja2
 from jinja2 import meta
 
-from compassion_audio.core.settings import BreathingSettings
 from compassion_audio.core.errors import CompassionAudioError, MarkerError, SourceError
-from compassion_audio.script.markers import parse
+from compassion_audio.core.segments import Chapter, Script, Speech
+from compassion_audio.core.settings import BreathingSettings
+from compassion_audio.script.pause_notes import ELLIPSIS, ellipsis_message, notes_in
+from compassion_audio.script.personalise import breathing_settings
 from compassion_audio.script.profile import ClientProfile, empty_profile, parse_profile
-from compassion_audio.core.segments import Breathe, Pause, Speech
-from compassion_audio.core.text import word_count
+from compassion_audio.script.source_lines import template_lines
+from compassion_audio.script.templates import VARIANTS, parse_rendered, render_text
 
-WORDS_PER_MINUTE = 130.0
-"""Narration pace used for duration estimates (the guide's 110-140 wpm)."""
 CONTEXT_NAMES = frozenset({"length", "group", "pause", "breathe", "bell", "chapter", "pick",
                            "join_and"})
 WAY_OUT_SHARE = 0.35
@@ -67,12 +67,24 @@ class Problem:
 
 
 @dataclass(frozen=True)
+class Version:
+    """One rendering lint made: its script and the breathing settings its profile gives.
+
+    Lint does not time it: how long a script plays is the planner's business
+    (``sound.estimate``), which the script stage cannot import; the caller times it.
+    """
+
+    script: Script
+    breathing: BreathingSettings
+
+
+@dataclass(frozen=True)
 class LintReport:
-    """Everything lint found, and the estimated length of every version."""
+    """Everything lint found, and every version that rendered."""
 
     problems: list[Problem] = field(default_factory=list)
-    durations: dict = field(default_factory=dict)
-    """(length, variant, profile_kind) -> estimated seconds; variant is solo/group, kind empty/full."""
+    versions: dict = field(default_factory=dict)
+    """(length, variant, profile_kind) -> Version; variant individual/group, kind empty/full."""
 
     @property
     def ok(self) -> bool:
@@ -88,22 +100,19 @@ def sample_profile() -> ClientProfile:
 def check_exercise(exercise) -> LintReport:
     """Render ``exercise`` at every length x variant x {empty, full} profile and report problems."""
     problems = _source_problems(exercise)
-    durations: dict = {}
-    variants = ("solo", "group") if exercise.group else ("solo",)
+    versions: dict = {}
     profiles = {"empty": empty_profile(), "full": sample_profile()}
     for length in exercise.lengths:
-        for variant in variants:
+        for group in (False, True) if exercise.group else (False,):
             for kind, profile in profiles.items():
-                where = f"{length}, {variant}, {kind} profile"
-                seconds = _check_version(exercise, profile, length, variant == "group", where, problems)
-                if seconds is not None:
-                    durations[(length, variant, kind)] = seconds
-    return LintReport(problems=_unique(problems), durations=durations)
+                where = f"{length}, {VARIANTS[group]}, {kind} profile"
+                script = _check_version(exercise, profile, length, group, where, problems)
+                if script is not None:
+                    versions[(length, VARIANTS[group], kind)] = Version(script, breathing_settings(profile))
+    return LintReport(problems=_unique(problems), versions=versions)
 
 
-def _check_version(exercise, profile, length, group, where, problems) -> float | None:
-    from compassion_audio.script.templates import render_text
-
+def _check_version(exercise, profile, length, group, where, problems) -> Script | None:
     values = template_values(exercise, profile)
     try:
         text = render_text(exercise, values, length=length, group=group)
@@ -114,15 +123,34 @@ def _check_version(exercise, profile, length, group, where, problems) -> float |
         problems.append(Problem("error", f"{where}: {exc}"))
         return None
     try:
-        segments = parse(text, source=str(exercise.path))
+        script = parse_rendered(exercise, text, length=length, group=group)
     except MarkerError as exc:
         # The line is in the rendered text, not the template: say so rather than point wrongly.
         problems.append(Problem("error", f"{where}: {exc.message} (line {exc.line} of the rendered text)"))
         return None
     name = profile.values.get("name") or None
-    for message in reading_problems(text, group=group, name=name):
-        problems.append(Problem("warning", f"{where}: {message}"))
-    return estimate_seconds(segments)
+    lines = template_lines(exercise, values, length=length, group=group, text=text)
+    for number, message in _reading_findings(text, group=group, name=name):
+        line = lines[number - 1] if lines and number and number <= len(lines) else None
+        if number and line is None:
+            message += f" (line {number} of the rendered text)"
+        problems.append(Problem("warning", f"{where}: {message}", line))
+    late = _chapter_after_speech(script)
+    if late is not None:
+        problems.append(Problem("warning", f"{where}: the first [chapter] comes after speech; players "
+                                "start the first chapter at 0:00, so the words before it fall under "
+                                "its title: put the marker first", late.line))
+    return script
+
+
+def _chapter_after_speech(script: Script) -> Chapter | None:
+    """The first chapter, when words are spoken before it."""
+    for segment in script.segments:
+        if isinstance(segment, Chapter):
+            return None
+        if isinstance(segment, Speech):
+            return next((s for s in script.segments if isinstance(s, Chapter)), None)
+    return None
 
 
 def template_values(exercise, profile: ClientProfile) -> dict:
@@ -143,21 +171,6 @@ def _stand_in(param):
     return False if param.type == "bool" else "something"
 
 
-def estimate_seconds(segments, *, breathing: BreathingSettings | None = None) -> float:
-    """Words at 130 wpm, plus every pause and breathing stretch (gaps not counted)."""
-    rate = (breathing or BreathingSettings()).breaths_per_min
-    total = 0.0
-    for seg in segments:
-        if isinstance(seg, Speech):
-            total += word_count(seg.text) * 60.0 / WORDS_PER_MINUTE
-        elif isinstance(seg, Pause):
-            total += seg.seconds
-        elif isinstance(seg, Breathe):
-            total += seg.seconds if seg.seconds is not None else \
-                seg.breaths * 60.0 / (seg.breaths_per_min or rate)
-    return total
-
-
 def _source_problems(exercise) -> list[Problem]:
     """Syntax errors, names used but not declared, params declared but never used."""
     body = exercise.body
@@ -173,7 +186,7 @@ def _source_problems(exercise) -> list[Problem]:
     for key in exercise.params:
         if not re.search(rf"(?<![\w.]){re.escape(key)}(?!\w)", body):
             problems.append(Problem("warning", f"param {key!r} is declared but never used",
-                                    _line_of_word(exercise.path.read_text(encoding="utf-8"), key.split(".")[-1])))
+                                    exercise.key_line(key, table="params")))
     return problems
 
 
@@ -214,24 +227,68 @@ _RETURN = re.compile(r"\bthe room\b|open your eyes|eyes open|look around", re.IG
 def reading_problems(text: str, *, group: bool, name: str | None) -> list[str]:
     """Heuristic checks on rendered text: what a listener would hear as a slip.
 
-    Returns one message per problem found (empty when the text reads well).
+    Returns one message per problem found (empty when the text reads well); a problem on
+    a line starts "line N: " (N counts lines of ``text``).
     """
-    spoken_lines = [_MARKER.sub("", line).strip() for line in text.split("\n")]
-    problems = []
-    for number, line in enumerate(spoken_lines, 1):
-        for pattern, label in _CHECKS:
-            found = pattern.search(line)
-            if found:
-                problems.append(f"line {number}: {label}: {found.group(0)!r}")
+    return [f"line {number}: {message}" if number else message
+            for number, message in _reading_findings(text, group=group, name=name)]
+
+
+def _reading_findings(text: str, *, group: bool, name: str | None) -> list[tuple[int | None, str]]:
+    """(line of ``text`` or None, message) for each problem reading_problems reports."""
+    lines = text.split("\n")
+    problems: list[tuple[int | None, str]] = []
+    for number, line in enumerate(lines, 1):
+        # Each stretch between markers is spoken on its own: "Think. [pause 15s] Alongside."
+        # has no doubled space.
+        for piece in (p.strip() for p in _MARKER.split(line)):
+            for pattern, label in _CHECKS:
+                found = pattern.search(piece)
+                if found:
+                    problems.append((number, f"{label}: {found.group(0)!r}"))
+            problems += [(number, message) for message in notes_in(piece)]
+    problems += [(number, ellipsis_message(ellipsis)) for number, ellipsis in _paragraph_ellipses(lines)]
+    problems.sort(key=lambda p: p[0])
     if group and name and re.search(rf"\b{re.escape(name)}\b", text):
-        problems.append(f"the client's name {name!r} appears in a group rendering")
-    spoken = " ".join(line for line in spoken_lines if line)
+        problems.append((None, f"the client's name {name!r} appears in a group rendering"))
+    spoken = " ".join(_MARKER.sub(" ", text).split())
     words = spoken.split()
     head = " ".join(words[:max(40, int(len(words) * WAY_OUT_SHARE))])
     tail = " ".join(words[-max(30, int(len(words) * RETURN_SHARE)):])
     if not (_WAY_OUT.search(head) and _GROUNDING.search(head)):
-        problems.append("no way out near the start (you can stop at any time; open your eyes, "
-                        "notice the room, feel your feet)")
+        problems.append((None, "no way out near the start (you can stop at any time; open your eyes, "
+                               "notice the room, feel your feet)"))
     if not _RETURN.search(tail):
-        problems.append("no return to the room near the end (body weight, sounds, eyes open)")
+        problems.append((None, "no return to the room near the end (body weight, sounds, eyes open)"))
     return problems
+
+
+_PAUSING = re.compile(r"\[(?:pause|breathe)\b|<break", re.IGNORECASE)
+
+
+def _paragraph_ellipses(lines: list[str]) -> list[tuple[int, str]]:
+    """(line, ellipsis) where a paragraph ends on "..." or "…" and no pause marker follows:
+    the voice goes straight on to what comes next."""
+    found: list[tuple[int, str]] = []
+    pending: tuple[int, str] | None = None
+    ended = False  # a blank line since the pending ellipsis
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            ended = pending is not None
+            continue
+        before = [None, *_MARKER.findall(line)]  # the marker before each piece
+        for marker, piece in zip(before, _MARKER.split(line)):
+            if marker is not None:
+                if pending and not _PAUSING.match(marker):
+                    found.append(pending)
+                pending = None
+            if piece.strip():
+                if pending and ended:
+                    found.append(pending)
+                tail = ELLIPSIS.search(piece.rstrip())
+                alone = ELLIPSIS.fullmatch(piece.strip())  # reported as a note already
+                pending = (number, tail.group(0)) if tail and not alone else None
+                ended = False
+    if pending:
+        found.append(pending)
+    return found

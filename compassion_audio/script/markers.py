@@ -23,7 +23,8 @@ import math
 import re
 from typing import Iterator
 
-from compassion_audio.core.errors import MarkerError
+from compassion_audio.core.errors import MarkerError, ParameterError
+from compassion_audio.core.ratio import parse_ratio
 from compassion_audio.core.segments import Bell, Breathe, Chapter, Pause, Segment, Speech
 from compassion_audio.core.text import clean_text, sentence_spans
 
@@ -307,10 +308,10 @@ def _rate(value: str) -> float:
 
 
 def _ratio(value: str) -> tuple[float, float]:
-    parts = [_number(p) for p in value.split(":")]
-    if len(parts) != 2 or any(p is None or p <= 0 for p in parts):
-        raise _Problem(f"bad breathing ratio '{value}'", "write in:out as two positive numbers, e.g. ratio=4:6")
-    return (parts[0], parts[1])
+    try:
+        return parse_ratio(value)
+    except ParameterError as exc:
+        raise _Problem(exc.message, exc.hint) from None
 
 
 def _number(value: str) -> float | None:

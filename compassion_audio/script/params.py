@@ -1,9 +1,11 @@
 """Template parameters: declarations from front matter, type checks and command-line coercion."""
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass, replace
+from typing import Mapping
 
 from compassion_audio.core.errors import ParameterError
 
@@ -122,3 +124,41 @@ def in_range(param: Param, value: object, source: str) -> object:
         raise ParameterError(f"'{param.name}' is {value}, outside its range", source=source,
                              hint=f"give a value{low}{high}")
     return value
+
+
+def coerce_values(exercise, raw: Mapping[str, str], source: str = "-s") -> dict[str, object]:
+    """Command-line strings to typed values for ``exercise``'s parameters, by dotted name
+    (lists split on ';', else ',')."""
+    values: dict[str, object] = {}
+    for key, text in raw.items():
+        param = exercise.params.get(key)
+        if param is None:
+            known = ", ".join(exercise.params) or "none"
+            close = difflib.get_close_matches(key, list(exercise.params), n=1)
+            maybe = f"did you mean {close[0]}? " if close else ""
+            raise ParameterError(f"unknown parameter '{key}' for {exercise.name}", source=source,
+                                 hint=f"{maybe}known parameters: {known}")
+        values[key] = from_string(param, str(text), source)
+    return values
+
+
+def describe(param: Param) -> dict[str, object]:
+    """A parameter as plain JSON data: name, type, default (None when required), required,
+    help, min and max (None when unbounded)."""
+    return {"name": param.name, "type": param.type, "default": None if param.required else param.default,
+            "required": param.required, "help": param.help, "min": param.min, "max": param.max}
+
+
+def default_text(param: Param) -> str:
+    """The default as a person would type it after ``-s name=``: ``5``, ``yes``, ``a; b``
+    (``(empty)`` for empty text or list, ``(required)`` when there is none)."""
+    if param.required:
+        return "(required)"
+    value = param.default
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        value = "; ".join(value)
+    return str(value) if value != "" else "(empty)"

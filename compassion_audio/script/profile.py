@@ -2,23 +2,20 @@
 from __future__ import annotations
 
 import difflib
-import re
-import sys
+import hashlib
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-from compassion_audio.core.errors import ProfileError
+from compassion_audio.core.errors import ParameterError, ProfileError
+from compassion_audio.core.ratio import parse_ratio
+from compassion_audio.core.tomlfile import line_of_key, parse_toml, read_toml_text
+from compassion_audio.script.templates import LENGTHS
+from compassion_audio.script.wording import has_first_person
 
 MAX_TEXT_CHARS = 200
 MAX_LIST_ITEMS = 20
-LENGTHS = ("short", "standard", "long")
 FIGURE_PRONOUNS = ("they", "he", "she", "it")
 
 
@@ -33,35 +30,54 @@ class Field:
     help: str
     min: float | None = None
     max: float | None = None
+    personal: bool = True
+    """Private to the client: a group track never uses it from the profile. Only the
+    breathing pattern, length and voice are neutral."""
+    wording: str = ""
+    """How its text is written: ABOUT (said to the client: "your sister"), OWN (the
+    client's own words, spoken as theirs) or "" (a name, a word or a choice: no person to get right)."""
+    individual_only: bool = False
+    """Never in a group track, not even typed with -s: a name, the client's own words, their own act."""
 
+
+ABOUT, OWN = "about", "own"
+_MARK = {ABOUT: " [said to them]", OWN: " [their own words]", "": ""}
 
 FIELDS: tuple[Field, ...] = (
-    Field("name", "str", "Sam", "first name, used in solo tracks only"),
+    Field("name", "str", "Sam", "first name", individual_only=True),
     Field("pronouns", "str", "they/them", "the client's pronouns"),
-    Field("colour", "str", "soft gold", "a colour linked with warmth"),
+    Field("colour", "str", "soft gold", "a colour linked with warmth", wording=ABOUT),
     Field("kind_phrases", "list", ["May I be kind to myself", "I am doing my best"],
-          "the client's own kind phrases"),
-    Field("achievements", "list", ["finishing the course", "learning to swim"],
-          "things they have done that they can recall"),
-    Field("strengths", "list", ["patience", "a good sense of humour"], "their strengths"),
-    Field("friends", "list", ["my sister", "an old school friend"],
-          "people who come to them for support"),
-    Field("length", "str", "standard", "short, standard or long"),
-    Field("voice", "str", "en-gb", "speech engine voice id"),
-    Field("place.description", "str", "a quiet beach at dusk", "their compassionate place"),
-    Field("place.sight", "str", "soft light on the water", "what they see there"),
-    Field("place.sounds", "str", "small waves on the sand", "what they hear there"),
-    Field("place.touch", "str", "warm sand under their feet", "touch or temperature"),
-    Field("place.smell", "str", "salt in the air", "what they smell there"),
+          "the client's own kind phrases", wording=OWN, individual_only=True),
+    Field("critic_thought", "str", "I always get things wrong",
+          "their typical self-critical thought, named gently in self-critic-refocus",
+          wording=OWN, individual_only=True),
+    Field("daily_act", "str", "a short walk at lunchtime",
+          "the kind act they chose to do for themselves each day, offered in daily-compassionate-act",
+          wording=ABOUT, individual_only=True),
+    Field("achievements", "list", ["finishing your course", "learning to swim"],
+          "things they have done that they can recall", wording=ABOUT),
+    Field("strengths", "list", ["patience", "a good sense of humour"], "their strengths", wording=ABOUT),
+    Field("friends", "list", ["your sister", "an old school friend"],
+          "people who come to them for support", wording=ABOUT),
+    Field("length", "str", "standard", "short, standard or long", personal=False),
+    Field("voice", "str", "en-gb", "speech engine voice id", personal=False),
+    Field("place.description", "str", "a quiet beach at dusk", "their compassionate place", wording=ABOUT),
+    Field("place.sight", "str", "soft light on the water", "what they see there", wording=ABOUT),
+    Field("place.sounds", "str", "small waves on the sand", "what they hear there", wording=ABOUT),
+    Field("place.touch", "str", "warm sand under your feet", "touch or temperature", wording=ABOUT),
+    Field("place.smell", "str", "salt in the air", "what they smell there", wording=ABOUT),
     Field("place.anchor_word", "str", "calm", "a word that brings the place back"),
-    Field("figure.form", "str", "an old oak tree", "the compassionate figure's form"),
-    Field("figure.qualities", "list", ["wise", "strong", "warm"], "the figure's qualities"),
-    Field("figure.voice", "str", "deep and unhurried", "how its voice sounds"),
+    Field("figure.form", "str", "an old oak tree", "the compassionate figure's form", wording=ABOUT),
+    Field("figure.qualities", "list", ["wise", "strong", "warm"], "the figure's qualities", wording=ABOUT),
+    Field("figure.voice", "str", "deep and unhurried", "how its voice sounds", wording=ABOUT),
     Field("figure.pronouns", "str", "it/its", "they/them, he/him, she/her or it/its"),
-    Field("breathing.breaths_per_min", "float", 5.5, "breathing pace, 3 to 12", 3, 12),
-    Field("breathing.ratio", "ratio", "4:6", "in:out proportion of the breath"),
-    Field("breathing.hold_in_seconds", "float", 0, "pause after breathing in, 0 to 10", 0, 10),
-    Field("breathing.hold_out_seconds", "float", 0, "pause after breathing out, 0 to 10", 0, 10),
+    Field("breathing.breaths_per_min", "float", 5.5, "breathing pace, 3 to 12", 3, 12, personal=False),
+    Field("breathing.ratio", "ratio", "4:6", "in:out proportion of the breath", personal=False),
+    Field("breathing.hold_in_seconds", "float", 0, "pause after breathing in, 0 to 10", 0, 10,
+          personal=False),
+    Field("breathing.hold_out_seconds", "float", 0, "pause after breathing out, 0 to 10", 0, 10,
+          personal=False),
 )
 BY_KEY = {f.key: f for f in FIELDS}
 SETTINGS_KEYS = ("length", "voice")
@@ -87,28 +103,12 @@ def empty_profile() -> ClientProfile:
 
 def load_profile(path: Path) -> ClientProfile:
     """Read and validate a client profile file."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProfileError("file not found", source=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileError(f"cannot read the file: {exc}", source=str(path)) from None
-    return parse_profile(text, source=str(path))
+    return parse_profile(read_toml_text(path), source=str(path))
 
 
 def parse_profile(text: str, source: str = "<profile>") -> ClientProfile:
     """Validate a profile given as TOML text (used for the built-in sample profile)."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        # tomllib before 3.14 has no lineno attribute: the line is only in the message.
-        found = re.search(r"\(at line (\d+)", str(exc))
-        msg = str(exc).split(" (at line")[0]
-        raise ProfileError(f"not valid TOML: {msg}", source=source,
-                           line=int(found.group(1)) if found else None,
-                           hint="check quotes and = signs") from None
-    return _build(data, source=source, text=text)
+    return _build(parse_toml(text, source=source), source=source, text=text)
 
 
 def apply_overrides(profile: ClientProfile, overrides: Mapping[str, str]) -> ClientProfile:
@@ -127,7 +127,7 @@ def apply_overrides(profile: ClientProfile, overrides: Mapping[str, str]) -> Cli
 def _build(data: dict[str, Any], *, source: str, text: str) -> ClientProfile:
     flat: dict[str, Any] = {}
     for key, value in _flatten(data):
-        line = _line_of(text, key)
+        line = line_of_key(text, key)
         spec = _spec_for(key, source=source, line=line)
         flat[key] = _check(spec, value, source=source, line=line)
     return _from_flat(flat, source=source)
@@ -227,13 +227,10 @@ def _check_choice(key: str, value: str, fail) -> None:
 
 
 def _check_ratio(key: str, value: Any, fail) -> tuple[float, float]:
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*", value) if isinstance(value, str) else None
-    if not match:
-        fail(f"{key} must be written like \"4:6\" (in:out)")
-    ratio = (float(match.group(1)), float(match.group(2)))
-    if min(ratio) <= 0:
-        fail(f"{key} parts must both be above zero")
-    return ratio
+    try:
+        return parse_ratio(value, source=key)
+    except ParameterError as exc:
+        fail(f"{key}: {exc.message}", exc.hint)
 
 
 def _parse_override(spec: Field, raw: str) -> Any:
@@ -241,10 +238,10 @@ def _parse_override(spec: Field, raw: str) -> Any:
     if spec.type == "list":
         if raw.startswith("["):
             try:
-                return tomllib.loads(f"v = {raw}")["v"]
-            except tomllib.TOMLDecodeError as exc:
+                return parse_toml(f"v = {raw}", source="override")["v"]
+            except ProfileError:
                 raise ProfileError(f"{spec.key}: not a valid list", source="override",
-                                   hint='e.g. ["first", "second"] or first; second') from exc
+                                   hint='e.g. ["first", "second"] or first; second') from None
         return [part.strip() for part in raw.split(";") if part.strip()]
     if spec.type == "float":
         try:
@@ -254,39 +251,22 @@ def _parse_override(spec: Field, raw: str) -> Any:
     return raw
 
 
-def _line_of(text: str, dotted: str) -> int | None:
-    """Line of a dotted key in TOML text: under its [table], as a dotted key, or inline."""
-    table, _, leaf = dotted.rpartition(".")
-    current = ""
-    fallback = None
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        header = re.fullmatch(r"\[\s*([\w.-]+)\s*\]", line)
-        if header:
-            current = header.group(1)
-            continue
-        key = re.match(r"([\w.\"'-]+)\s*=", line)
-        if not key:
-            continue
-        name = key.group(1).replace('"', "").replace("'", "")
-        full = f"{current}.{name}" if current else name
-        if full == dotted:
-            return number
-        if fallback is None and table and re.search(rf"\b{re.escape(leaf)}\s*=", line) and \
-                full.split(".")[0] == table.split(".")[0]:
-            fallback = number
-    return fallback
-
-
 def profile_template() -> str:
     """A commented profile to fill in; every key is shown with an example value."""
     lines = [
         "# Client profile for compassion-audio.",
         "# PRIVACY: this file holds health-related personal data. Keep it on this",
         "# machine, in a folder only you can read; never email or sync it unencrypted.",
+        "# Group tracks use only the [breathing] pattern, length and voice from it.",
         "# Every key is optional: remove the '#' in front of a line to use it.",
         "# Lists are written [\"first\", \"second\"]. Text up to "
         f"{MAX_TEXT_CHARS} characters, lists up to {MAX_LIST_ITEMS} items.",
+        "#",
+        "# WORDING: the tracks speak to the client as \"you\".",
+        "# [said to them]: write it as you would say it to the client: \"your sister\",",
+        "#   \"finishing your course\" (a my/I/me is spoken as your/you; 'client check' flags it).",
+        "# [their own words]: the client's words as they say them (\"I am doing my best\");",
+        "#   the tracks speak them as the client's own words.",
         "",
     ]
     current = ""
@@ -295,9 +275,37 @@ def profile_template() -> str:
         if table != current:
             lines += ["", f"[{table}]"]
             current = table
-        lines.append(f"# {spec.help}")
+        only = " (individual tracks only)" if spec.individual_only else ""
+        lines.append(f"# {spec.help}{only}{_MARK[spec.wording]}")
         lines.append(f"# {leaf} = {_toml_value(spec.example)}")
     return "\n".join(lines) + "\n"
+
+
+def wording_warnings(path: Path) -> list[str]:
+    """One line per [said to them] entry written in the first person: file:line, key, what to do.
+
+    The value is never quoted (it is health data)."""
+    text = read_toml_text(path)
+    profile = parse_profile(text, source=str(path))
+    warnings = []
+    for key, value in profile.values.items():
+        if BY_KEY[key].wording != ABOUT:
+            continue
+        items = [(key, value)] if isinstance(value, str) else \
+            [(f"{key} item {i}", item) for i, item in enumerate(value, 1)]
+        for label, item in items:
+            if has_first_person(item):
+                warnings.append(f"{path}:{line_of_key(text, key) or 1}: warning: {label} says I/me/my; "
+                                "the track says it to the client, so write it that way (\"your sister\"); "
+                                "it is spoken as your/you meanwhile")
+    return warnings
+
+
+def client_file_id(path: Path) -> str:
+    """``client-`` and 8 hex digits of the profile file's stem: the same for every track of one
+    profile, different between profiles, and not the stem itself (which is often a name)."""
+    stem = unicodedata.normalize("NFC", Path(path).stem)
+    return "client-" + hashlib.sha256(stem.encode("utf-8")).hexdigest()[:8]
 
 
 def _toml_value(value: Any) -> str:

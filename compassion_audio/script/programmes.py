@@ -4,8 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from compassion_audio.core.settings import load_toml
 from compassion_audio.core.errors import ExerciseNotFound, ProgrammeError
+from compassion_audio.core.tomlfile import load_toml
+from compassion_audio.script.library import find_exercise
 
 PROGRAMME_DIR = Path(__file__).parent / "programmes"
 
@@ -51,7 +52,7 @@ def load_programme(name: str) -> Programme:
     if not path.is_file():
         known = ", ".join(p.stem for p in sorted(PROGRAMME_DIR.glob("*.toml")))
         raise ProgrammeError(f"no programme called {name!r}", source=name, hint=f"programmes: {known}")
-    data = load_toml(path)
+    data = load_toml(path, error=ProgrammeError)
     source = str(path)
     weeks_data = data.get("weeks")
     if not isinstance(weeks_data, list) or not weeks_data:
@@ -74,8 +75,6 @@ def _week(number: int, data: dict, source: str) -> Week:
 
 
 def _track(number: int, data: dict, source: str) -> Track:
-    from compassion_audio.script.templates import find_exercise
-
     if not isinstance(data, dict) or "exercise" not in data:
         raise ProgrammeError(f"week {number}: each track needs an exercise", source=source,
                            hint='write { exercise = "compassionate-place", length = "standard" }')

@@ -17,7 +17,7 @@ group = true
 [params]
 # Every param needs a default to be optional; leave out default to make it required.
 # Types: str, int, float, bool, list (a list of strings). Dotted names become objects.
-name = { type = "str", default = "", help = "The client's first name (solo tracks only)." }
+name = { type = "str", default = "", help = "The client's first name (individual tracks only)." }
 "place.description" = { type = "str", default = "", help = "A short phrase for their calm place." }
 kind_phrases = { type = "list", default = [], help = "The client's own kind phrases." }
 +++
