@@ -194,10 +194,11 @@ def test_write_captions_writes_beside_the_audio_atomically(practice, tmp_path):
     os.chmod(audio, 0o640)
     paths = captions.write_captions(practice, audio)
     assert paths == [tmp_path / "session 3.vtt", tmp_path / "session 3.srt",
-                     tmp_path / "session 3.txt"]
+                     tmp_path / "session 3.txt", tmp_path / "session 3.chapters.vtt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        ["session 3.mp3", "session 3.vtt", "session 3.srt", "session 3.txt"])
-    assert paths[0].read_text(encoding="utf-8") == to_webvtt(cues(practice), practice.title)
+        ["session 3.mp3", "session 3.vtt", "session 3.srt", "session 3.txt", "session 3.chapters.vtt"])
+    assert paths[0].read_text(encoding="utf-8") == to_webvtt(
+        cues(practice), practice.title, chapters=captions.chapter_cues(practice))
     assert paths[1].read_text(encoding="utf-8") == to_srt(cues(practice))
     assert paths[2].read_text(encoding="utf-8") == to_transcript(practice)
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o640 for p in paths)

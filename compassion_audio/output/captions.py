@@ -1,23 +1,30 @@
-"""Captions (WebVTT, SRT) and a plain transcript, timed from the assembled timeline."""
+"""Captions (WebVTT, SRT, a chapters track) and a plain transcript, timed from the assembled timeline."""
 from __future__ import annotations
 
 import stat
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
+from compassion_audio.core.audio import frames_to_ms as _ms
 from compassion_audio.core.errors import OutputError, ParameterError
 from compassion_audio.core.files import write_text_atomic
 from compassion_audio.core.timeline import Chapter, Event, Timeline
+from compassion_audio.output.chapters import chapter_marks
+# LINE_CHARS and MAX_LINES are re-exported: the caption limits are read from here.
+from compassion_audio.output.caption_text import (LINE_CHARS, MAX_LINES, split_cue_text,  # noqa: F401
+                                                  spoken_weight, wrap_lines)
 
 EXTEND_MS = 1000
 """How long a sentence stays on screen into the following silence, so it can be read."""
 MIN_DESCRIPTION_MS = 1000
 """A pause description shown for less than this is only a flicker, so it is left out."""
-LINE_CHARS = 42
-"""Caption line length: the usual broadcast limit, readable on a shared screen."""
+MIN_CUE_MS = 1000
+"""Least time a piece of a sentence is shown, where the sentence is long enough to allow it."""
 CAPTION_FORMATS = ("vtt", "srt", "txt")
+CHAPTERS_SUFFIX = ".chapters.vtt"
+"""The WebVTT chapters track (kind="chapters") written beside the .vtt when a track has chapters."""
 
 
 @dataclass(frozen=True)
@@ -39,11 +46,6 @@ class _Draft:
     audible: bool
     """Speech or a bell; silent stretches give way to these."""
     extend: bool = False
-
-
-def _ms(frames: int, sample_rate: int) -> int:
-    """Frames to whole milliseconds, rounding half up in integers (no float drift)."""
-    return (2 * frames * 1000 + sample_rate) // (2 * sample_rate)
 
 
 def describe_seconds(seconds: float) -> str:
@@ -71,13 +73,72 @@ def _description(event: Event, sample_rate: int, min_pause_seconds: float) -> st
     return None
 
 
+def _shares(weights: list[int], span_ms: int) -> list[float]:
+    """Each piece's time in ms, proportional to its weight, but at least MIN_CUE_MS where
+    the span allows: short pieces are raised to the minimum, the rest share what is left."""
+    total = sum(weights) or len(weights)
+    if len(weights) * MIN_CUE_MS > span_ms:
+        return [span_ms * w / total for w in weights]
+    held: set[int] = set()
+    while True:
+        free_ms = span_ms - len(held) * MIN_CUE_MS
+        rest = sum(w for i, w in enumerate(weights) if i not in held) or 1
+        times = [MIN_CUE_MS if i in held else free_ms * w / rest for i, w in enumerate(weights)]
+        short = {i for i, t in enumerate(times) if t < MIN_CUE_MS} - held
+        if not short:
+            return times
+        held |= short
+
+
+def _sentence(text: str, start_ms: int, end_ms: int) -> list[_Draft]:
+    """A sentence as cues of at most MAX_LINES lines, timed by where their words fall in it.
+
+    The engines give no word timings, so each piece gets a share of the audible span in
+    proportion to its letters and comma pauses (caption_text.spoken_weight), raised to
+    MIN_CUE_MS where the span allows; pieces follow one another with no gap or overlap. Only the
+    last is held into the following silence.
+    """
+    text = " ".join(text.split())
+    span = end_ms - start_ms
+    pieces = split_cue_text(text, min_share=MIN_CUE_MS / span if span > 0 else 1.0)
+    if span < len(pieces):  # no millisecond for each piece: keep the words together
+        pieces = [text]
+    bounds, elapsed = [start_ms], 0.0
+    for share in _shares([spoken_weight(p) for p in pieces], span)[:-1]:
+        elapsed += share
+        # At least 1 ms each, and room left for every piece still to come.
+        at = max(bounds[-1] + 1, min(start_ms + round(elapsed), end_ms - (len(pieces) - len(bounds))))
+        bounds.append(at)
+    bounds.append(end_ms)
+    last = len(pieces) - 1
+    return [_Draft(bounds[i], bounds[i + 1], piece, True, extend=i == last)
+            for i, piece in enumerate(pieces)]
+
+
+def _merged_pauses(timeline: Timeline) -> list[Event]:
+    """The events with back-to-back pauses made one: a silence is described once, whole.
+
+    A chapter starting inside a silence keeps the two parts apart (each in its chapter).
+    """
+    starts = {c.start for c in _chapters(timeline)}
+    merged: list[Event] = []
+    for event in (e for e in timeline.events if e.kind != "chapter"):
+        previous = merged[-1] if merged else None
+        if (event.kind == "pause" and previous is not None and previous.kind == "pause"
+                and event.start not in starts):
+            merged[-1] = replace(previous, end=max(previous.end, event.end))
+        else:
+            merged.append(event)
+    return merged
+
+
 def _drafts(timeline: Timeline, describe_pauses: bool, min_pause_seconds: float) -> list[_Draft]:
     sr = timeline.sample_rate
     drafts = []
-    for event in timeline.events:
+    for event in _merged_pauses(timeline):
         start, end = _ms(event.start, sr), _ms(event.end, sr)
         if event.kind == "speech":
-            drafts.append(_Draft(start, end, " ".join(event.text.split()), True, extend=True))
+            drafts += _sentence(event.text, start, end)
         elif describe_pauses:
             text = _description(event, sr, min_pause_seconds)
             if text:
@@ -115,7 +176,8 @@ def _place_silent(drafts: list[_Draft], audible: list[_Draft]) -> list[_Draft]:
 
 def cues(timeline: Timeline, *, describe_pauses: bool = True,
          min_pause_seconds: float = 5.0) -> list[Cue]:
-    """One cue per sentence (and per long pause, breathing stretch and bell), in time order."""
+    """Cues of at most MAX_LINES lines: a sentence in one or more pieces, a long silence
+    (back-to-back pauses together), a breathing stretch or a bell each in one; in time order."""
     drafts = _drafts(timeline, describe_pauses, min_pause_seconds)
     audible = _place_audible(drafts, _ms(timeline.frames, timeline.sample_rate))
     placed = sorted(audible + _place_silent(drafts, audible), key=lambda d: d.start_ms)
@@ -131,8 +193,8 @@ def _stamp(seconds: float, separator: str) -> str:
 
 
 def _lines(text: str) -> str:
-    """Wrap to caption-width lines; a blank line would end the cue, so there are none."""
-    return "\n".join(textwrap.wrap(text, LINE_CHARS, break_long_words=False)) or "…"
+    """Wrap to caption-width lines at phrase edges; a blank line would end the cue, so there are none."""
+    return "\n".join(wrap_lines(text)) or "…"
 
 
 def _vtt_escape(text: str) -> str:
@@ -140,15 +202,49 @@ def _vtt_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def to_webvtt(cues: Sequence[Cue], title: str = "") -> str:
-    """A WebVTT file: header, the title as a NOTE, then the cues."""
+def _note(text: str) -> str:
+    # A NOTE ends at a blank line and may not contain "-->".
+    return " ".join(text.split()).replace("-->", "->")
+
+
+def to_webvtt(cues: Sequence[Cue], title: str = "", *, chapters: Sequence[Cue] = ()) -> str:
+    """A WebVTT file: header, the title as a NOTE, then the cues, with a
+    "NOTE Chapter: <title>" before the first cue of each chapter (``chapters`` as
+    chapter_cues gives them)."""
     blocks = ["WEBVTT"]
-    title = " ".join(title.split()).replace("-->", "->")
-    if title:
-        blocks.append(f"NOTE {title}")
+    if _note(title):
+        blocks.append(f"NOTE {_note(title)}")
+    headings = sorted(chapters, key=lambda c: c.start_seconds)
     for cue in cues:
+        while headings and headings[0].start_seconds <= cue.start_seconds:
+            blocks.append(f"NOTE Chapter: {_note(headings.pop(0).text)}")
         timing = f"{_stamp(cue.start_seconds, '.')} --> {_stamp(cue.end_seconds, '.')}"
         blocks.append(f"{timing}\n{_lines(_vtt_escape(cue.text))}")
+    blocks += [f"NOTE Chapter: {_note(c.text)}" for c in headings]
+    return "\n\n".join(blocks) + "\n"
+
+
+def _chapters(timeline: Timeline) -> list[Chapter]:
+    """The timeline's chapters in time order (from chapter events when it lists none)."""
+    chapters = list(timeline.chapters) or [
+        Chapter(e.text, e.start, e.end) for e in timeline.of_kind("chapter")]
+    return sorted(chapters, key=lambda c: c.start)
+
+
+def chapter_cues(timeline: Timeline) -> list[Cue]:
+    """One cue per chapter, exactly the chapter marks written into the audio's tags
+    (output/chapters.py: the first from 0:00, each to the next one's start)."""
+    track_ms = _ms(timeline.frames, timeline.sample_rate)
+    marks = chapter_marks(timeline.chapters, timeline.sample_rate, track_ms)
+    return [Cue(m.start_ms / 1000, m.end_ms / 1000, " ".join(m.title.split())) for m in marks]
+
+
+def to_chapters_webvtt(chapters: Sequence[Cue]) -> str:
+    """A WebVTT chapters track (<track kind="chapters">): one cue per chapter, the title as text."""
+    blocks = ["WEBVTT"]
+    for cue in chapters:
+        timing = f"{_stamp(cue.start_seconds, '.')} --> {_stamp(cue.end_seconds, '.')}"
+        blocks.append(f"{timing}\n{_vtt_escape(cue.text) or '…'}")
     return "\n\n".join(blocks) + "\n"
 
 
@@ -172,9 +268,7 @@ def _paragraph_break(event: Event) -> bool:
 
 def to_transcript(timeline: Timeline, *, min_pause_seconds: float = 5.0) -> str:
     """Plain text: the title, chapter headings, paragraphs, and the pauses as "(pause – 30 seconds)"."""
-    chapters = list(timeline.chapters) or [
-        Chapter(e.text, e.start, e.end) for e in timeline.of_kind("chapter")]
-    chapters.sort(key=lambda c: c.start)
+    chapters = _chapters(timeline)
     blocks: list[str] = [_heading(timeline.title, "=")] if timeline.title else []
     sentences: list[str] = []
 
@@ -183,7 +277,7 @@ def to_transcript(timeline: Timeline, *, min_pause_seconds: float = 5.0) -> str:
             blocks.append(textwrap.fill(" ".join(sentences), 72, break_long_words=False))
             sentences.clear()
 
-    for event in (e for e in timeline.events if e.kind != "chapter"):
+    for event in _merged_pauses(timeline):
         while chapters and chapters[0].start <= event.start:
             close_paragraph()
             blocks.append(_heading(chapters.pop(0).title, "-"))
@@ -202,7 +296,8 @@ def to_transcript(timeline: Timeline, *, min_pause_seconds: float = 5.0) -> str:
 
 def write_captions(timeline: Timeline, audio_path: Path, *,
                    formats: Sequence[str] = CAPTION_FORMATS) -> list[Path]:
-    """Write <audio stem>.vtt / .srt / .txt beside the audio; returns the paths written."""
+    """Write <audio stem>.vtt / .srt / .txt beside the audio, and with the .vtt a
+    <audio stem>.chapters.vtt when the track has chapters; returns the paths written."""
     unknown = [f for f in formats if f not in CAPTION_FORMATS]
     if unknown:
         raise ParameterError(f"unknown caption format {unknown[0]!r}", source="captions",
@@ -210,15 +305,19 @@ def write_captions(timeline: Timeline, audio_path: Path, *,
     audio_path = Path(audio_path)
     # Captions carry the same words as the audio, so they get the same permissions.
     mode = stat.S_IMODE(audio_path.stat().st_mode) if audio_path.exists() else None
-    caption_cues = cues(timeline)
-    render = {"vtt": lambda: to_webvtt(caption_cues, timeline.title),
-              "srt": lambda: to_srt(caption_cues),
-              "txt": lambda: to_transcript(timeline)}
+    caption_cues, chapters = cues(timeline), chapter_cues(timeline)
+    render = {".vtt": lambda: to_webvtt(caption_cues, timeline.title, chapters=chapters),
+              ".srt": lambda: to_srt(caption_cues),
+              ".txt": lambda: to_transcript(timeline),
+              CHAPTERS_SUFFIX: lambda: to_chapters_webvtt(chapters)}
+    suffixes = [f".{fmt}" for fmt in dict.fromkeys(formats)]
+    if chapters and ".vtt" in suffixes:
+        suffixes.append(CHAPTERS_SUFFIX)
     written = []
-    for fmt in dict.fromkeys(formats):
-        path = audio_path.with_suffix(f".{fmt}")
+    for suffix in suffixes:
+        path = audio_path.with_suffix(suffix)
         try:
-            write_text_atomic(path, render[fmt](), mode=mode)
+            write_text_atomic(path, render[suffix](), mode=mode)
         except OSError as exc:
             raise OutputError(f"cannot write {path.name} in {path.parent}: "
                               f"{exc.strerror or exc}") from exc

@@ -7,6 +7,7 @@ import os
 import struct
 import subprocess
 import queue
+import stat
 import tempfile
 import threading
 from collections.abc import Iterable
@@ -16,6 +17,7 @@ import numpy as np
 
 from compassion_audio.core.settings import FORMATS, ExportSettings
 from compassion_audio.core.errors import AudioError, OutputError
+from compassion_audio.core.files import atomic_output
 from compassion_audio.core.tools import ffmpeg_exe
 
 _CODECS = {
@@ -101,18 +103,22 @@ def encode(blocks: Iterable[np.ndarray], path: Path, *, sample_rate: int, channe
     return path
 
 
-def remux_m4a(path: Path, scratch: Path, ffmetadata: Path) -> None:
-    """Copy an M4A's audio with the tags and chapters of an ffmetadata file (no re-encoding),
-    via ``scratch``, then replace ``path`` with the result. (The streamed encode starts
-    before the chapters are known; mutagen cannot write M4A chapters.)"""
-    cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y", "-i", str(path),
-           "-i", str(ffmetadata), "-map", "0:a", "-map_metadata", "1", "-map_chapters", "1",
-           "-c", "copy", *_CODECS["m4a"][2:], str(scratch)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines()
-        raise AudioError(f"ffmpeg could not add chapters: {lines[-1] if lines else f'exit {proc.returncode}'}")
-    os.replace(scratch, path)
+def remux_m4a(path: Path, ffmetadata: str) -> None:
+    """Replace an M4A's tags and chapters with those of ``ffmetadata`` (FFMETADATA1 text),
+    copying its audio (no re-encoding). (The streamed encode starts before the chapters
+    are known, and mutagen cannot write M4A chapters.) The copy is written beside ``path``
+    and renamed over it, so ``path`` is never half-written."""
+    with atomic_output(path) as scratch:
+        cmd = [ffmpeg_exe(), "-nostdin", "-hide_banner", "-v", "error", "-y", "-i", str(path),
+               "-f", "ffmetadata", "-i", "pipe:0", "-map", "0:a", "-map_metadata", "1",
+               "-map_chapters", "1", "-c", "copy", *_CODECS["m4a"][2:], str(scratch)]
+        proc = subprocess.run(cmd, input=ffmetadata, capture_output=True, text=True, encoding="utf-8")
+        if proc.returncode != 0:
+            lines = proc.stderr.strip().splitlines()
+            # Not named: in a render ``path`` is itself the output's temp name.
+            raise AudioError("ffmpeg could not add chapters to the M4A file: "
+                             f"{lines[-1] if lines else f'exit {proc.returncode}'}")
+        os.chmod(scratch, stat.S_IMODE(path.stat().st_mode))  # the temp name is private
 
 
 _QUEUED_BLOCKS = 8

@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import base64
 import difflib
-import os
 import re
 import struct
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -15,38 +12,38 @@ from typing import Mapping, Sequence
 import mutagen
 from mutagen.flac import FLAC, Picture
 from mutagen.id3 import (APIC, CHAP, COMM, CTOC, ID3, TALB, TCON, TDRC, TIT2, TLAN, TLEN, TPE1,
-                         TPE2, TRCK, CTOCFlags, ID3NoHeaderError, PictureType)
+                         TPE2, TRCK, TXXX, CTOCFlags, ID3NoHeaderError, PictureType)
 from mutagen.mp4 import MP4, MP4Cover, MP4FreeForm
 from mutagen.oggopus import OggOpus
 from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
-from compassion_audio.core import tools
+from compassion_audio.core.audio import frames_to_ms
 from compassion_audio.core.errors import AudioError, ParameterError
 from compassion_audio.core.timeline import Chapter
+from compassion_audio.output import id3_order
+from compassion_audio.output.chapters import Mark, chapter_marks
+from compassion_audio.output.export import remux_m4a
 
 KNOWN_TAGS = ("title", "artist", "album", "album_artist", "track", "date", "year", "genre",
-              "comment", "language")
-"""Tag keys write_tags accepts; ``year`` is another name for ``date``."""
+              "comment", "language", "render_key")
+"""Tag keys write_tags accepts; ``year`` is another name for ``date``. ``render_key`` is our own
+(album/keys.py): a custom frame - ID3 TXXX, a Vorbis comment, an MP4 freeform atom - named RENDER_KEY_NAME."""
+RENDER_KEY_NAME = "compassion-audio-render-key"
 TAG_FORMATS = ("mp3", "ogg", "opus", "flac", "wav", "m4a")
+ID3_VERSION = 3
+"""ID3v2.3, the version every player reads (MP3 and WAV); its date frame is TYER."""
 
 _ID3_TEXT = {"title": TIT2, "artist": TPE1, "album": TALB, "album_artist": TPE2,
              "track": TRCK, "date": TDRC, "genre": TCON, "language": TLAN}
 _VORBIS = {"title": "TITLE", "artist": "ARTIST", "album": "ALBUM", "album_artist": "ALBUMARTIST",
-           "date": "DATE", "genre": "GENRE", "comment": "COMMENT", "language": "LANGUAGE"}
+           "date": "DATE", "genre": "GENRE", "comment": "COMMENT", "language": "LANGUAGE",
+           "render_key": RENDER_KEY_NAME.upper().replace("-", "_")}
 _MP4 = {"title": "\xa9nam", "artist": "\xa9ART", "album": "\xa9alb", "album_artist": "aART",
         "date": "\xa9day", "genre": "\xa9gen", "comment": "\xa9cmt"}
 _MP4_LANGUAGE = "----:com.apple.iTunes:LANGUAGE"
+_MP4_RENDER_KEY = f"----:com.apple.iTunes:{RENDER_KEY_NAME}"
 _CHAPTER_KEY = re.compile(r"CHAPTER(\d+)(NAME|URL)?", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class Mark:
-    """A chapter as stored in files: title and whole milliseconds."""
-
-    title: str
-    start_ms: int
-    end_ms: int
 
 
 @dataclass(frozen=True)
@@ -56,10 +53,6 @@ class _Cover:
     width: int
     height: int
     depth_bits: int
-
-
-def _ms(frames: int, sample_rate: int) -> int:
-    return (2 * frames * 1000 + sample_rate) // (2 * sample_rate)
 
 
 def _normalise(tags: Mapping[str, str]) -> dict[str, str]:
@@ -78,7 +71,17 @@ def _normalise(tags: Mapping[str, str]) -> dict[str, str]:
     if track is not None and not re.fullmatch(r"\d+(/\d+)?", track):
         raise ParameterError(f"track {track!r} is not a number", source="tags",
                              hint='write it as "3" or "3/12"')
+    date = values.get("date")
+    if date is not None and not re.fullmatch(r"\d{4}(-\d\d(-\d\d)?)?", date):
+        # ID3 keeps only a date it can read (its year frame); other formats would keep any text.
+        raise ParameterError(f"date {date!r} is not a year or a date", source="tags",
+                             hint='write it as "2024" or "2024-05-31"')
     return values
+
+
+def check_tags(tags: Mapping[str, str]) -> None:
+    """Raise the ParameterError write_tags would for these tags, before anything is rendered."""
+    _normalise(tags)
 
 
 def _image_size(data: bytes) -> tuple[int, int, int]:
@@ -112,32 +115,10 @@ def _load_cover(path: Path) -> _Cover:
     return _Cover(data, mime, *_image_size(data))
 
 
-def _marks(chapters: Sequence[Chapter], sample_rate: int, duration_ms: int | None) -> list[Mark]:
-    """Chapters in time order, in milliseconds, ends kept inside the track."""
-    marks = []
-    for chapter in sorted(chapters, key=lambda c: c.start):
-        start, end = _ms(chapter.start, sample_rate), _ms(chapter.end, sample_rate)
-        if duration_ms is not None:
-            end = min(end, duration_ms)
-        if end <= start:
-            raise ParameterError(f"chapter {chapter.title!r} has no length inside the track",
-                                 source="tags", hint="chapters must start before they end")
-        marks.append(Mark(chapter.title, start, end))
-    return marks
-
-
 def _hms(ms: int) -> str:
     hours, rest = divmod(ms, 3_600_000)
     minutes, rest = divmod(rest, 60_000)
     return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
-
-
-def _parse_hms(text: str) -> int | None:
-    found = re.fullmatch(r"\s*(\d+):(\d\d):(\d\d(?:\.\d+)?)\s*", text)
-    if not found:
-        return None
-    hours, minutes, seconds = found.groups()
-    return round((int(hours) * 3600 + int(minutes) * 60 + float(seconds)) * 1000)
 
 
 # ---- ID3 (MP3 and WAV) ----
@@ -147,6 +128,8 @@ def _fill_id3(id3: ID3, values: dict[str, str], marks: list[Mark], cover: _Cover
     for key, frame in _ID3_TEXT.items():
         if key in values:
             id3.setall(frame.__name__, [frame(encoding=3, text=[values[key]])])
+    if "render_key" in values:
+        id3.setall(f"TXXX:{RENDER_KEY_NAME}", [TXXX(encoding=3, desc=RENDER_KEY_NAME, text=[values["render_key"]])])
     if "comment" in values:
         lang = values.get("language", "eng")
         lang = lang if re.fullmatch(r"[a-z]{3}", lang) else "und"
@@ -169,6 +152,9 @@ def _fill_id3(id3: ID3, values: dict[str, str], marks: list[Mark], cover: _Cover
                          sub_frames=[TIT2(encoding=3, text=[mark.title])]))
         id3.add(CTOC(element_id="toc", flags=CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED,
                      child_element_ids=ids, sub_frames=[]))
+    # mutagen holds tags as v2.4 (the date in TDRC) and saves them as they are: v2.3 has no
+    # TDRC, so readers of v2.3 (eyeD3, many players) found no year. This writes TYER instead.
+    id3.update_to_v23()
 
 
 def _write_mp3(path, values, marks, cover, duration_ms) -> None:
@@ -177,7 +163,8 @@ def _write_mp3(path, values, marks, cover, duration_ms) -> None:
     except ID3NoHeaderError:
         id3 = ID3()
     _fill_id3(id3, values, marks, cover, duration_ms)
-    id3.save(path, v2_version=3)  # v2.3: the version every player reads
+    id3.save(path, v2_version=ID3_VERSION)
+    id3_order.chapters_in_time_order(Path(path), 0)
 
 
 def _write_wav(path, values, marks, cover, duration_ms) -> None:
@@ -185,7 +172,10 @@ def _write_wav(path, values, marks, cover, duration_ms) -> None:
     if wave.tags is None:
         wave.add_tags()
     _fill_id3(wave.tags, values, marks, cover, duration_ms)
-    wave.save(v2_version=3)
+    wave.save(v2_version=ID3_VERSION)
+    offset = id3_order.wav_id3_offset(Path(path))
+    if offset is not None:
+        id3_order.chapters_in_time_order(Path(path), offset)
 
 
 # ---- Vorbis comments (FLAC, Ogg) ----
@@ -257,48 +247,30 @@ def _ffmetadata_text(values: Mapping[str, str], marks: Sequence[Mark]) -> str:
 
 def ffmetadata(tags: Mapping[str, str], chapters: Sequence[Chapter], sample_rate: int) -> str:
     """ffmpeg FFMETADATA1 text (tags and [CHAPTER] sections) for ``-i meta.txt -map_metadata 1``."""
-    return _ffmetadata_text(_normalise(tags), _marks(chapters, sample_rate, None))
+    return _ffmetadata_text(_normalise(tags), chapter_marks(chapters, sample_rate))
 
 
 def _mp4_marks(mp4: MP4) -> list[tuple[str, int]]:
     return [(c.title, round(c.start * 1000)) for c in (mp4.chapters or ())]
 
 
-def _remux_mp4_chapters(path: Path, marks: list[Mark]) -> None:
-    """mutagen cannot write MP4 chapters, so ffmpeg copies the audio with them added."""
-    folder = Path(path).parent
-    fd, meta = tempfile.mkstemp(dir=folder, prefix=".chapters-", suffix=".txt")
-    out = Path(tempfile.mkstemp(dir=folder, prefix=".chapters-", suffix=".m4a")[1])
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(_ffmetadata_text({}, marks))
-        cmd = [tools.ffmpeg_exe(), "-v", "error", "-nostdin", "-y", "-i", str(path),
-               "-i", meta, "-map", "0:a", "-map_chapters", "1", "-c", "copy", "-f", "mp4",
-               str(out)]
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        if result.returncode:
-            last = (result.stderr.strip().splitlines() or ["no message"])[-1]
-            raise AudioError(f"ffmpeg could not add chapters to the M4A file: {last}")
-        os.replace(out, path)
-    finally:
-        for leftover in (Path(meta), out):
-            leftover.unlink(missing_ok=True)
-
-
 def _write_m4a(path, values, marks, cover, duration_ms) -> None:
     mp4 = MP4(path)
     kept = dict(mp4.tags or {})
     if marks and _mp4_marks(mp4) != [(m.title, m.start_ms) for m in marks]:
-        _remux_mp4_chapters(path, marks)
+        # mutagen cannot write MP4 chapters: ffmpeg copies the audio with them added.
+        remux_m4a(Path(path), _ffmetadata_text(values, marks))
         mp4 = MP4(path)
     if mp4.tags is None:
         mp4.add_tags()
-    mp4.tags.update(kept)  # the remux copies audio and chapters only; tags come back here
+    mp4.tags.update(kept)  # the remux keeps only the tags it was given; the others come back here
     for key, atom in _MP4.items():
         if key in values:
             mp4.tags[atom] = [values[key]]
     if "language" in values:
         mp4.tags[_MP4_LANGUAGE] = [MP4FreeForm(values["language"].encode("utf-8"))]
+    if "render_key" in values:
+        mp4.tags[_MP4_RENDER_KEY] = [MP4FreeForm(values["render_key"].encode("utf-8"))]
     if "track" in values:
         number, _, total = values["track"].partition("/")
         mp4.tags["trkn"] = [(int(number), int(total or 0))]
@@ -334,88 +306,29 @@ def write_tags(path: Path, fmt: str, tags: Mapping[str, str], *,
                              hint=f"formats: {', '.join(TAG_FORMATS)}")
     values = _normalise(tags)
     image = _load_cover(cover) if cover is not None else None
-    duration_ms = (_ms(duration_frames, sample_rate) if duration_frames is not None
+    duration_ms = (frames_to_ms(duration_frames, sample_rate) if duration_frames is not None
                    else _file_ms(path))
-    marks = _marks(chapters, sample_rate, duration_ms)
+    marks = chapter_marks(chapters, sample_rate, duration_ms)
     try:
         _WRITERS[fmt](path, values, marks, image, duration_ms)
     except mutagen.MutagenError as exc:
         raise AudioError(f"cannot write tags into {Path(path).name}: {exc}") from exc
 
 
-# ---- reading back ----
-
-def _ends(starts: list[tuple[str, int]], length_ms: int | None) -> list[tuple[str, float, float]]:
-    """Chapters stored as starts only end where the next begins (the last at the track end)."""
-    out = []
-    for i, (title, start) in enumerate(starts):
-        end = starts[i + 1][1] if i + 1 < len(starts) else (length_ms or start)
-        out.append((title, start / 1000, end / 1000))
-    return out
-
-
-def _read_id3(id3: ID3) -> dict:
-    found: dict = {key: str(id3[frame.__name__].text[0])
-                   for key, frame in _ID3_TEXT.items() if frame.__name__ in id3}
-    comments = id3.getall("COMM")
-    if comments:
-        found["comment"] = str(next((c for c in comments if not c.desc), comments[0]).text[0])
-    chaps = {c.element_id: c for c in id3.getall("CHAP")}
-    tocs = [t for t in id3.getall("CTOC") if t.flags & CTOCFlags.TOP_LEVEL]
-    order = (list(tocs[0].child_element_ids) if tocs
-             else sorted(chaps, key=lambda k: chaps[k].start_time))
-    found["chapters"] = [
-        (str(chaps[k].sub_frames["TIT2"].text[0]) if "TIT2" in chaps[k].sub_frames else k,
-         chaps[k].start_time / 1000, chaps[k].end_time / 1000)
-        for k in order if k in chaps]
-    found["cover"] = bool(id3.getall("APIC"))
-    return found
-
-
-def _read_vorbis(comments, length_ms: int | None) -> dict:
-    first = {k.upper(): v[0] for k, v in comments.as_dict().items() if v}
-    found: dict = {key: first[name] for key, name in _VORBIS.items() if name in first}
-    if "TRACKNUMBER" in first:
-        total = first.get("TRACKTOTAL") or first.get("TOTALTRACKS")
-        found["track"] = first["TRACKNUMBER"] + (f"/{total}" if total else "")
-    starts = []
-    for key in sorted(k for k in first if re.fullmatch(r"CHAPTER\d+", k)):
-        start = _parse_hms(first[key])
-        if start is not None:
-            starts.append((first.get(f"{key}NAME", key), start))
-    found["chapters"] = _ends(sorted(starts, key=lambda s: s[1]), length_ms)
-    found["cover"] = "METADATA_BLOCK_PICTURE" in first
-    return found
-
-
-def _read_mp4(mp4: MP4, length_ms: int | None) -> dict:
-    tags = mp4.tags or {}
-    found: dict = {key: str(tags[atom][0]) for key, atom in _MP4.items() if atom in tags}
-    if _MP4_LANGUAGE in tags:
-        found["language"] = bytes(tags[_MP4_LANGUAGE][0]).decode("utf-8")
-    if "trkn" in tags:
-        number, total = tags["trkn"][0]
-        found["track"] = f"{number}/{total}" if total else str(number)
-    found["chapters"] = _ends(_mp4_marks(mp4), length_ms)
-    found["cover"] = bool(tags.get("covr"))
-    return found
-
-
-def read_tags(path: Path) -> dict:
-    """The write_tags keys found in a file, plus ``chapters`` [(title, start_s, end_s)] and ``cover``."""
+def read_render_key(path: Path) -> str | None:
+    """The render key write_tags stored in a file (None: no key, or not a file mutagen reads)."""
     try:
-        audio = mutagen.File(path)
-    except mutagen.MutagenError as exc:
-        raise AudioError(f"cannot read tags from {Path(path).name}: {exc}") from exc
-    if audio is None:
-        raise AudioError(f"{Path(path).name} is not an audio file mutagen can read")
-    length_ms = round(audio.info.length * 1000) if getattr(audio.info, "length", 0) else None
-    if isinstance(audio, MP4):
-        return _read_mp4(audio, length_ms)
-    if isinstance(audio.tags, ID3):
-        return _read_id3(audio.tags)
-    if audio.tags is None:
-        return {"chapters": [], "cover": False}
-    found = _read_vorbis(audio.tags, length_ms)
-    found["cover"] = found["cover"] or bool(getattr(audio, "pictures", None))
-    return found
+        tags = getattr(mutagen.File(path), "tags", None)
+    except (mutagen.MutagenError, OSError):
+        return None
+    if tags is None:
+        return None
+    for name in (f"TXXX:{RENDER_KEY_NAME}", _VORBIS["render_key"], _MP4_RENDER_KEY):
+        try:
+            found = tags.get(name) if hasattr(tags, "get") else None
+        except (KeyError, ValueError):
+            found = None
+        if found:
+            first = found.text[0] if hasattr(found, "text") else found[0]
+            return bytes(first).decode("utf-8") if isinstance(first, (bytes, MP4FreeForm)) else str(first)
+    return None
