@@ -198,6 +198,38 @@ def test_import_take_makes_a_working_pack(tmp_path):
     assert len(import_take(tmp_path / "take.wav", folder, overwrite=True)) == 4
 
 
+def test_an_import_that_fails_half_way_keeps_every_phrase_recorded(tmp_path, monkeypatch):
+    folder = tmp_path / "pack"
+    write_sheet(PHRASES, folder, "T")
+    long_take(tmp_path / "first.wav", FREQS)
+    import_take(tmp_path / "first.wav", folder)
+    write_wav(folder / "004.flac", tone(550.0, 0.5))  # replaced by 004.wav only once all are in
+    (folder / "004.wav").unlink()
+    retake = list(reversed(FREQS))
+    long_take(tmp_path / "second.wav", retake)
+    real_writeframes = wave.Wave_write.writeframes
+    written = []
+
+    def disk_fills_at_the_third(self, data):
+        if len(written) == 2:
+            raise OSError(28, "No space left on device")
+        written.append(len(data))
+        real_writeframes(self, data)
+
+    monkeypatch.setattr(wave.Wave_write, "writeframes", disk_fills_at_the_third)
+    with pytest.raises(OSError, match="No space left"):
+        import_take(tmp_path / "second.wav", folder, overwrite=True)
+    monkeypatch.undo()
+    names = sorted(p.name for p in folder.iterdir() if p.suffix not in (".json", ".txt", ".html"))
+    assert names == ["001.wav", "002.wav", "003.wav", "004.flac"]  # no half-written take beside them
+    engine = PackEngine(folder)
+    heard = [round(dominant_hz(engine.synthesize(p))) for p in PHRASES]
+    assert heard == [round(retake[0]), round(retake[1]), round(FREQS[2]), 550]
+    import_take(tmp_path / "second.wav", folder, overwrite=True)
+    assert sorted(p.name for p in folder.glob("00*")) == ["001.wav", "002.wav", "003.wav", "004.wav"]
+    assert [round(dominant_hz(PackEngine(folder).synthesize(p))) for p in PHRASES] == [round(f) for f in retake]
+
+
 @pytest.mark.engine
 def test_split_take_of_real_speech(tmp_path):
     phrases = ["When you are ready, allow your breath to slow a little.",

@@ -5,7 +5,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,12 +15,18 @@ import pytest
 from compassion_audio.core import tools
 from compassion_audio.core.audio import Audio, db_to_gain
 from compassion_audio.core.settings import VoiceSettings
-from compassion_audio.speech.engines.base import SpeechEngine
+from compassion_audio.speech.engines import pyttsx3_engine
 from compassion_audio.speech.engines.pyttsx3_engine import (Pyttsx3Engine, decode_engine_file,
                                                      espeak_rate_for)
 from compassion_audio.core.errors import EngineUnavailable, SpeechError, VoiceError
 
+from compassion_audio.speech.cache import ClipCache
+from compassion_audio.speech.clip_source import ClipSource
+
+from .conftest import protocol_problems
+
 pytestmark = pytest.mark.engine
+REPO = Path(__file__).resolve().parent.parent
 
 PARAGRAPH = ("Find a comfortable position, and let your eyes close if that feels right for you. "
              "Notice the weight of your body resting on the chair, and the ground beneath your feet. "
@@ -44,7 +52,7 @@ def band_fraction(samples: np.ndarray, rate: int, low_hz: float, high_hz: float)
 
 
 def test_protocol_and_identity(engine):
-    assert isinstance(engine, SpeechEngine)
+    assert protocol_problems(Pyttsx3Engine) == []
     ident = engine.identity()
     assert ident["engine"] == "pyttsx3" and ident["rate_wpm"] == 130
     assert ident["driver"] == "espeak" and ident["espeak_version"]
@@ -70,13 +78,11 @@ def test_nothing_reaches_the_terminal(engine, capfd):
 
 
 def test_one_worker_serves_many_phrases(engine):
+    """(How many phrases a second one worker speaks is a figure of scripts/bench.py.)"""
     pid = engine._worker.pid
-    start = time.perf_counter()
     for i in range(20):
         assert engine.synthesize(f"Breath number {i}.").frames > 0
-    per_second = 20 / (time.perf_counter() - start)
     assert engine._worker.pid == pid
-    assert per_second > 5.0, per_second
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])
@@ -89,9 +95,30 @@ def test_a_phrase_after_a_killed_worker_still_synthesises(sig):
         assert audio.frames > 0 and eng._worker.pid != old
 
 
-def test_a_hang_is_cut_off_and_names_the_phrase(monkeypatch):
+@pytest.fixture
+def fault(monkeypatch, tmp_path):
+    """Run engines on tests/faulty_worker.py: ``fault("hang", "always")``, ``fault("hang",
+    "once")``, or ``fault("rates", "400", ...)``: the next phrases at those espeak rates."""
+    from . import faulty_worker
+
+    monkeypatch.setattr(pyttsx3_engine, "WORKER_MODULE", "tests.faulty_worker")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+
+    def set_up(kind: str, *args: str) -> None:
+        token = tmp_path / f"{kind}-token"
+        if args == ("always",):
+            arg = "always"
+        else:
+            token.write_text("".join(f"{a}\n" for a in args), encoding="utf-8")
+            arg = str(token)
+        monkeypatch.setenv(faulty_worker.FAULT_ENV, f"{kind}:{arg}")
+
+    return set_up
+
+
+def test_a_hang_is_cut_off_and_names_the_phrase(fault):
+    fault("hang", "always")
     with Pyttsx3Engine(VoiceSettings(), timeout_seconds=1.0) as eng:
-        monkeypatch.setattr(eng, "_synth_request", lambda text, path: {"op": "sleep", "seconds": 30})
         start = time.perf_counter()
         with pytest.raises(SpeechError) as info:
             eng.synthesize("Let the shoulders soften and drop.")
@@ -100,25 +127,29 @@ def test_a_hang_is_cut_off_and_names_the_phrase(monkeypatch):
         assert "no answer within 1 s" in str(info.value)
 
 
-def test_a_single_hang_is_retried_on_a_fresh_worker(monkeypatch):
+def test_a_single_hang_is_retried_on_a_fresh_worker(fault):
+    fault("hang", "once")
     with Pyttsx3Engine(VoiceSettings(), timeout_seconds=1.0) as eng:
-        real = eng._synth_request
-        calls = []
-
-        def hang_once(text, path):
-            calls.append(text)
-            return {"op": "sleep", "seconds": 30} if len(calls) == 1 else real(text, path)
-
-        monkeypatch.setattr(eng, "_synth_request", hang_once)
+        first = eng._worker.pid
+        start = time.perf_counter()
         assert eng.synthesize("Once more.").frames > 0
-        assert len(calls) == 2
+        assert time.perf_counter() - start >= 1.0  # the first worker was waited for, then replaced
+        assert eng._worker.pid != first
+        with pytest.raises(ProcessLookupError):
+            os.kill(first, 0)
 
 
-def test_long_phrase_is_shortened_in_the_message(monkeypatch):
+def test_long_phrase_is_shortened_in_the_message(fault):
+    fault("hang", "always")
     with Pyttsx3Engine(VoiceSettings(), timeout_seconds=0.5) as eng:
-        monkeypatch.setattr(eng, "_synth_request", lambda text, path: {"op": "sleep", "seconds": 30})
         with pytest.raises(SpeechError, match=r"'word word .*\.\.\.'"):
             eng.synthesize("word " * 40)
+
+
+def test_the_shipped_worker_has_no_test_hooks(engine, tmp_path):
+    """Only hello, synth and quit: a hanging worker for tests lives in tests/faulty_worker.py."""
+    reply = engine._worker.call({"op": "sleep", "seconds": 30}, 5.0)
+    assert reply == {"ok": False, "error": "protocol", "message": "unknown request 'sleep'"}
 
 
 def test_unknown_voice_lists_close_matches():
@@ -239,3 +270,102 @@ def test_a_forgotten_engine_leaves_nothing_behind():
     gc.collect()
     assert process.wait(timeout=5) == 0
     assert not folder.exists()
+
+
+FIRST = "Hello there, and welcome."
+
+
+def test_a_fresh_worker_has_applied_the_settings_before_its_first_phrase():
+    """The cause of fresh workers speaking their first phrase at 200 wpm, deterministically:
+    pyttsx3's command queue starts busy, so setProperty only queued the change, and espeak
+    got it inside runAndWait just before the Cancel that dropped it."""
+    code = ("from compassion_audio.speech.engines._pyttsx3_worker import _Speaker\n"
+            "s = _Speaker()\n"
+            "from pyttsx3.drivers import _espeak\n"
+            "applied = s._configure({'rate': 95, 'pitch': 30, 'volume': 0.8, 'voice': None})\n"
+            "print(applied, [s._parameter(p, 1) for p in (_espeak.RATE, _espeak.PITCH, _espeak.VOLUME)])\n"
+            "import os; os._exit(0)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert proc.stdout.strip() == "True [95, 30, 80]", proc.stdout + proc.stderr
+
+
+def test_forty_fresh_workers_speak_their_first_phrase_at_the_rate():
+    """Regression: ~1 fresh worker in 15 spoke its first phrase at espeak's default rate
+    (33,180 frames instead of 65,184 for "Hello there.")."""
+    lengths = []
+    for _ in range(40):
+        with Pyttsx3Engine(VoiceSettings()) as eng:
+            lengths.append(eng.synthesize(FIRST).frames)
+    assert max(lengths) <= min(lengths) * 1.01, sorted(lengths)
+    # ...and that length is the asked-for pace, not a consistent error.
+    with Pyttsx3Engine(VoiceSettings(rate_wpm=200)) as fast:
+        fast.synthesize("Warm up.")
+        assert fast.synthesize(FIRST).frames < 0.75 * min(lengths)
+
+
+def test_a_take_spoken_too_fast_is_spoken_again_not_returned(fault, tmp_path):
+    """The guard behind the fix: a phrase spoken at a lost (default) rate is re-synthesised,
+    and only the take at the asked-for pace reaches the cache."""
+    def spoken_clip(cache: str):
+        with Pyttsx3Engine(VoiceSettings()) as eng:
+            source = ClipSource([FIRST], eng, ClipCache(tmp_path / cache), sample_rate=22050)
+            (sentence, clip), = list(source.ahead())
+        assert sentence == FIRST and np.load(clip.path).shape == (clip.frames,)
+        return clip
+
+    right = spoken_clip("right")
+    fault("rates", "200")  # the first phrase at espeak's default rate, as the bug spoke it
+    guarded = spoken_clip("guarded")
+    assert abs(guarded.audible_frames - right.audible_frames) < 0.02 * right.audible_frames, \
+        (guarded.audible_frames, right.audible_frames)
+
+
+def test_a_text_that_is_fast_by_nature_is_kept_after_one_retake(fault, tmp_path):
+    """Two takes alike mean the pace is the text's own: the second is kept, no error."""
+    fault("rates", "400", "400")
+    with Pyttsx3Engine(VoiceSettings()) as eng:
+        audio = eng.synthesize(FIRST)
+        normal = eng.synthesize(FIRST)  # the fault is used up: the asked-for rate again
+    assert (tmp_path / "rates-token").read_text() == ""  # both fast takes were spoken
+    assert audio.frames < 0.6 * normal.frames
+
+
+def test_takes_at_two_wrong_paces_are_an_error_naming_the_phrase(fault):
+    fault("rates", "400", "300")
+    with Pyttsx3Engine(VoiceSettings()) as eng:
+        with pytest.raises(SpeechError, match=r"'Hello there, and welcome\.' at 130 wpm: spoken in"):
+            eng.synthesize(FIRST)
+
+
+def test_closing_during_a_hung_phrase_starts_no_new_worker(fault, monkeypatch):
+    """close() from another thread (an interrupted render) while a phrase hangs: the worker
+    is stopped, and the failed phrase does not start a fresh one behind it."""
+    started: list[int] = []
+    real_init = pyttsx3_engine._Worker.__init__
+
+    def recording_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        started.append(self.pid)
+
+    monkeypatch.setattr(pyttsx3_engine._Worker, "__init__", recording_init)
+    fault("hang", "always")
+    eng = Pyttsx3Engine(VoiceSettings(), timeout_seconds=30.0)
+    outcome = []
+    speaker = threading.Thread(target=lambda: outcome.append(_raised(eng.synthesize, "Hang on.")))
+    speaker.start()
+    time.sleep(0.5)
+    eng.close()
+    speaker.join(10)
+    assert not speaker.is_alive()
+    assert isinstance(outcome[0], SpeechError)
+    assert len(started) == 1, started
+    with pytest.raises(ProcessLookupError):
+        os.kill(started[0], 0)
+
+
+def _raised(call, *args):
+    try:
+        call(*args)
+    except Exception as exc:  # handed to the test
+        return exc
+    return None

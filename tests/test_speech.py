@@ -10,13 +10,18 @@ import pytest
 from compassion_audio.core.audio import Audio, db_to_gain, resample
 from compassion_audio.speech.cache import ClipCache
 from compassion_audio.core.settings import VoiceSettings
-from compassion_audio.speech.engines.base import EngineVoice, SpeechEngine
+from compassion_audio.speech.engines.base import EngineVoice
+from compassion_audio.speech.engines.pack_engine import PackEngine
+from compassion_audio.speech.engines.piper_engine import PiperEngine
 from compassion_audio.speech.engines.pyttsx3_engine import Pyttsx3Engine
 from compassion_audio.core.errors import SpeechError
 from compassion_audio.core.loudness import LoudnessMeter, true_peak
-from compassion_audio.speech.clip_processing import (CLIP_LUFS, FADE_SECONDS, PEAK_CEILING_DB,
-                                              PEAK_TO_LOUDNESS_DB, SPEECH_RMS_DB, process_clip)
-from compassion_audio.speech.clip_source import apply_lexicon, synthesize_clips
+from compassion_audio.core.levels import CLIP_LUFS, SPEECH_RMS_DB
+from compassion_audio.speech.clip_processing import (FADE_SECONDS, PEAK_CEILING_DB, PEAK_TO_LOUDNESS_DB,
+                                                     process_clip)
+from compassion_audio.speech.clip_source import apply_lexicon
+
+from .conftest import FakeEngine, protocol_problems, spoken_clips
 
 RATE = 44100
 LEAD = 441    # 10 ms at 44.1 kHz
@@ -67,7 +72,7 @@ def active_rms_db(x: np.ndarray, rate: int) -> float:
 def lufs(x: np.ndarray, rate: int = RATE) -> float:
     """The meter's integrated loudness, a clip under 400 ms followed by silence up to 400 ms."""
     x = np.concatenate([x, np.zeros(max(0, int(0.4 * rate) - len(x)), dtype=np.float32)])
-    meter = LoudnessMeter(rate, 1, true_peak=False)
+    meter = LoudnessMeter(rate, 1)
     meter.add(x)
     return meter.integrated_lufs()
 
@@ -80,24 +85,28 @@ def cache(tmp_path):
     return ClipCache(tmp_path / "clips")
 
 
-def test_the_counting_engine_fits_the_protocol():
-    assert isinstance(CountingEngine(), SpeechEngine)
+@pytest.mark.parametrize("engine_class", [Pyttsx3Engine, PiperEngine, PackEngine, FakeEngine, CountingEngine],
+                         ids=lambda c: c.__name__)
+def test_engines_and_test_doubles_implement_the_protocol(engine_class):
+    """Every member of SpeechEngine, with its parameters and return type (isinstance on the
+    runtime-checkable protocol would only check that the names exist)."""
+    assert protocol_problems(engine_class) == []
 
 
 def test_each_distinct_sentence_is_spoken_once_and_then_never(cache):
     engine = CountingEngine()
     sentences = ["Breathe in.", "Breathe out.", "Breathe in.", "Rest."]
-    first = synthesize_clips(sentences, engine, cache, sample_rate=RATE)
+    first = spoken_clips(sentences, engine, cache, sample_rate=RATE)
     assert sorted(engine.calls) == ["Breathe in.", "Breathe out.", "Rest."]
     engine.calls.clear()
-    second = synthesize_clips(sentences, engine, cache, sample_rate=RATE)
+    second = spoken_clips(sentences, engine, cache, sample_rate=RATE)
     assert engine.calls == []
     assert second == first and list(first) == ["Breathe in.", "Breathe out.", "Rest."]
 
 
 def test_trimmed_to_exact_margins(cache):
     engine = CountingEngine()
-    clip = synthesize_clips(["Hello."], engine, cache, sample_rate=RATE)["Hello."]
+    clip = spoken_clips(["Hello."], engine, cache, sample_rate=RATE)["Hello."]
     assert (clip.lead_frames, clip.tail_frames) == (LEAD, TAIL)
     assert clip.frames == engine.burst_frames + LEAD + TAIL
     assert clip.audible_frames == engine.burst_frames
@@ -111,13 +120,13 @@ def test_loudness_matched_and_peak_capped(cache):
     loud = CountingEngine(amplitude=0.9, voice="v2")
     long = CountingEngine(burst_frames=100 * 400 + 1, voice="v3")  # 0.9 s: gated blocks, no padding
     for engine in (quiet, loud, long):
-        clip = synthesize_clips(["A."], engine, cache, sample_rate=RATE)["A."]
+        clip = spoken_clips(["A."], engine, cache, sample_rate=RATE)["A."]
         x = stored(clip)
         assert lufs(x) == pytest.approx(CLIP_LUFS, abs=0.05)
         assert np.abs(x).max() <= CAP
         assert true_peak(x) <= clip.true_peak
     spiky = CountingEngine(burst_frames=1)  # a click: all peak, no body - only the ceiling binds
-    clip = synthesize_clips(["Click."], spiky, cache, sample_rate=RATE)["Click."]
+    clip = spoken_clips(["Click."], spiky, cache, sample_rate=RATE)["Click."]
     peak = 20 * math.log10(np.abs(stored(clip)).max())
     assert peak <= PEAK_CEILING_DB + 0.01
 
@@ -137,7 +146,7 @@ def test_peaks_over_the_cap_are_limited_to_it():
 
 def test_resampled_to_the_track_rate(cache):
     engine = CountingEngine(sample_rate=22050, burst_frames=50 * 50 + 1)
-    clip = synthesize_clips(["Slow."], engine, cache, sample_rate=RATE)["Slow."]
+    clip = spoken_clips(["Slow."], engine, cache, sample_rate=RATE)["Slow."]
     # Trimmed at the engine's rate, so the margins are whole engine frames (10 ms is
     # 220.5 of them): within a frame or two of the track-rate margins.
     assert abs(clip.audible_frames - 2 * engine.burst_frames) <= 2
@@ -189,14 +198,14 @@ def test_the_true_peak_bound_holds_on_harsh_engine_audio(shape):
 def test_silence_is_an_error_naming_the_phrase(cache):
     engine = CountingEngine(amplitude=0.0)
     with pytest.raises(SpeechError, match="Say something kind to yourself"):
-        synthesize_clips(["Say something kind to yourself."], engine, cache, sample_rate=RATE)
+        spoken_clips(["Say something kind to yourself."], engine, cache, sample_rate=RATE)
     with pytest.raises(SpeechError, match="nothing to say"):
-        synthesize_clips(["  "], CountingEngine(), cache, sample_rate=RATE)
+        spoken_clips(["  "], CountingEngine(), cache, sample_rate=RATE)
 
 
 def test_lexicon_changes_what_is_spoken_not_the_keys(cache):
     engine = CountingEngine()
-    clips = synthesize_clips(["CFT helps.", "Cft again.", "Plain."], engine, cache,
+    clips = spoken_clips(["CFT helps.", "Cft again.", "Plain."], engine, cache,
                              sample_rate=RATE, lexicon={"CFT": "C F T"})
     assert sorted(engine.calls) == ["C F T again.", "C F T helps.", "Plain."]
     assert set(clips) == {"CFT helps.", "Cft again.", "Plain."}
@@ -217,36 +226,29 @@ def test_apply_lexicon_whole_words_any_case(text, expected):
 def test_changes_re_synthesise_exactly_the_changed_phrases(cache):
     engine = CountingEngine()
     script = ["One.", "Two, CFT.", "Three."]
-    synthesize_clips(script, engine, cache, sample_rate=RATE)
+    spoken_clips(script, engine, cache, sample_rate=RATE)
     engine.calls.clear()
-    synthesize_clips(["One.", "Two, CFT.", "Three, changed."], engine, cache, sample_rate=RATE)
+    spoken_clips(["One.", "Two, CFT.", "Three, changed."], engine, cache, sample_rate=RATE)
     assert engine.calls == ["Three, changed."]
     engine.calls.clear()
-    synthesize_clips(script, engine, cache, sample_rate=RATE, lexicon={"cft": "C F T"})
+    spoken_clips(script, engine, cache, sample_rate=RATE, lexicon={"cft": "C F T"})
     assert engine.calls == ["Two, C F T."]
     engine.calls.clear()
     engine.voice = "v1 slower"  # any identity change (rate, voice, ...) re-speaks everything
-    synthesize_clips(script, engine, cache, sample_rate=RATE)
+    spoken_clips(script, engine, cache, sample_rate=RATE)
     assert sorted(engine.calls) == ["One.", "Three.", "Two, CFT."]
 
 
 def test_a_corrupt_entry_is_re_synthesised(cache):
     engine = CountingEngine()
-    clip = synthesize_clips(["Soften."], engine, cache, sample_rate=RATE)["Soften."]
+    clip = spoken_clips(["Soften."], engine, cache, sample_rate=RATE)["Soften."]
     good = stored(clip)
     clip.path.write_bytes(b"\x93NUMPY garbage")
-    again = synthesize_clips(["Soften."], engine, cache, sample_rate=RATE)["Soften."]
+    again = spoken_clips(["Soften."], engine, cache, sample_rate=RATE)["Soften."]
     assert engine.calls == ["Soften.", "Soften."]
     assert again == clip and np.array_equal(stored(again), good)
-    synthesize_clips(["Soften."], engine, cache, sample_rate=RATE)
+    spoken_clips(["Soften."], engine, cache, sample_rate=RATE)
     assert len(engine.calls) == 2
-
-
-def test_progress_counts_distinct_sentences(cache):
-    seen = []
-    synthesize_clips(["a.", "b.", "a."], CountingEngine(), cache, sample_rate=RATE,
-                     progress=lambda done, total: seen.append((done, total)))
-    assert seen == [(1, 2), (2, 2)]
 
 
 class Counting:
@@ -280,7 +282,7 @@ REAL = ["Find a comfortable position.", "Breathe in.",
 def test_real_speech_is_trimmed_level_matched_and_cached(cache):
     with Pyttsx3Engine(VoiceSettings()) as real:
         engine = Counting(real)
-        clips = synthesize_clips(REAL, engine, cache, sample_rate=RATE)
+        clips = spoken_clips(REAL, engine, cache, sample_rate=RATE)
         assert engine.calls == len(REAL)
         levels = []
         for text in REAL:
@@ -315,5 +317,5 @@ def test_real_speech_is_trimmed_level_matched_and_cached(cache):
         # the breathing tones, is what espeak sentences read (one-word clips ~1 dB under).
         assert max(levels) - min(levels) < 2.0, levels
         assert abs(float(np.median(levels)) - SPEECH_RMS_DB) < 0.5, levels
-        again = synthesize_clips(REAL, engine, cache, sample_rate=RATE)
+        again = spoken_clips(REAL, engine, cache, sample_rate=RATE)
         assert engine.calls == len(REAL) and again == clips

@@ -26,7 +26,7 @@ from compassion_audio.core.settings import MixSettings
 from compassion_audio.render import TrackRequest, render_track
 
 from . import conftest
-from .conftest import decode, ebur128, sounding_runs
+from .conftest import FILE_LOUDNESS_LU, decode, ebur128, sounding_runs
 
 pytestmark = pytest.mark.engine
 
@@ -154,8 +154,8 @@ def test_piper_renders_are_deterministic(piper_renders):
 def test_piper_track_meets_the_loudness_target(piper_renders):
     (result, _), _ = piper_renders
     meter = ebur128(result.path)
-    assert meter["integrated"] == pytest.approx(-16.0, abs=1.0)
-    assert meter["true_peak"] <= -1.0 + 0.1
+    assert meter["integrated"] == pytest.approx(-16.0, abs=FILE_LOUDNESS_LU)
+    assert meter["true_peak"] <= -1.0
 
 
 # --- recorded voice packs --------------------------------------------------------------------
@@ -228,7 +228,7 @@ def test_recording_sheet_then_pack_render(tmp_path, tiny, takes):
             "--cache-dir", tmp_path / "cache")
     check_pack_track(out)
     meter = ebur128(out)
-    assert meter["integrated"] == pytest.approx(-16.0, abs=1.0)
+    assert meter["integrated"] == pytest.approx(-16.0, abs=FILE_LOUDNESS_LU), meter
 
 
 def test_missing_phrases_are_all_listed_unless_there_is_a_fallback(tmp_path, tiny, takes):
@@ -364,9 +364,10 @@ def test_lexicon_changes_what_is_spoken_not_what_is_written(tmp_path):
     length = {name: r[0][1] - r[0][0] for name, r in heard.items()}
     # "C F T" letter by letter takes longer than espeak-ng's own reading of "CFT"...
     assert length["with"] >= length["without"] + 0.05, length
-    # ...and is exactly what writing "C F T" in the script would have said.
-    assert with_lexicon.size == as_spelled.size and np.array_equal(with_lexicon, as_spelled)
-    assert not (with_lexicon.size == without.size and np.array_equal(with_lexicon, without))
+    # ...and is what writing "C F T" in the script would have said: the same speech, as long
+    # to within a few milliseconds (espeak-ng's takes of one text can differ by a few samples
+    # between runs, so the samples themselves are not compared).
+    assert length["with"] == pytest.approx(length["spelled"], abs=0.01), length
     # What is written keeps "CFT": the timeline and the captions.
     assert [s["text"] for s in speech_segments(out)] == ["Welcome to this CFT practice."]
     for suffix in (".vtt", ".srt", ".txt"):

@@ -13,6 +13,7 @@ from scipy.signal import firwin, sosfilt
 
 from compassion_audio.core.audio import Audio, audible_bounds, db_to_gain, fade_edges, gain_to_db, resample, seconds_to_frames
 from compassion_audio.core.errors import SpeechError
+from compassion_audio.core.levels import CLIP_LUFS
 from compassion_audio.core.loudness import fractional_taps, gated_lufs, k_weighting_sos, true_peak
 from compassion_audio.core.text import quote_phrase
 
@@ -27,13 +28,6 @@ THRESHOLD_FLOOR_DB = -55.0
 """Audible means within 40 dB of the clip's peak, and never quieter than -55 dBFS."""
 SILENT_PEAK_DB = -50.0
 """A clip whose peak is below this has no audible speech."""
-CLIP_LUFS = -23.0
-"""BS.1770 integrated loudness (K-weighted, gated) of every processed clip.
-
-Fixed in advance, so the mix knows the voice's loudness before any clip is
-synthesised. A clip shorter than one 400 ms gating block is measured as if
-followed by silence up to 400 ms. (Only a clip far peakier than speech - a
-lone click - can fall short: the -3 dBFS ceiling then keeps it quieter.)"""
 PEAK_CEILING_DB = -3.0
 PEAK_TO_LOUDNESS_DB = 12.5
 """Speech peaks are limited to this far above CLIP_LUFS (espeak-ng clips reach 17-20 dB).
@@ -44,10 +38,6 @@ is the loudness the file has. Measured on a -16 LUFS MP3 (ceiling -1.7 dBTP),
 the final limiter took 0.54 LU off at 13.5 dB, 0.22 at 13.0 and 0.02 at 12.5.
 (The earlier rule - peaks 12 dB over the active RMS, then regained - left
 about 13.5 dB on a 10 s espeak-ng phrase; 12.5 limits its peaks ~1 dB more.)"""
-SPEECH_RMS_DB = -22.7
-"""Typical active-speech RMS (active_rms_db) of a clip at CLIP_LUFS: the median over 80
-sentences of the bundled exercises spoken by espeak-ng (1-13 s; all within -23.6 to
--22.2, one-word clips ~1 dB lower). The mix sets the breathing tones relative to it."""
 ACTIVE_WINDOW_SECONDS = 0.020
 ACTIVE_BELOW_LOUDEST_DB = 30.0
 """Windows more than this below the loudest window are gaps, not speech, for the RMS."""

@@ -11,7 +11,8 @@ from dataclasses import replace
 from typing import Callable, Mapping, Sequence
 
 from compassion_audio.core.audio import Audio
-from compassion_audio.speech.cache import ClipCache
+from compassion_audio.speech.cache import ClipCache, PhraseKey
+from compassion_audio.speech.cache_locks import WAIT_SECONDS
 from compassion_audio.speech.clip_processing import process_clip
 from compassion_audio.speech.engines.base import SpeechEngine
 from compassion_audio.core.errors import SpeechError
@@ -30,25 +31,14 @@ def apply_lexicon(text: str, lexicon: Mapping[str, str] | None) -> str:
     return pattern.sub(lambda m: table[m.group(0).lower()], text)
 
 
-def synthesize_clips(sentences: Sequence[str], engine: SpeechEngine, cache: ClipCache, *,
-                     sample_rate: int, lexicon: Mapping[str, str] | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> dict[str, Clip]:
-    """A processed clip for every distinct sentence, keyed by the sentence as written.
-
-    ``progress(done, total)`` is called after each distinct sentence.
-    """
-    source = ClipSource(sentences, engine, cache, sample_rate=sample_rate, lexicon=lexicon)
-    clips = dict(source.ready)
-    clips.update(source.synthesise(progress))
-    return {s: clips[s] for s in source.distinct}
-
-
 class ClipSource:
     """The clips of a script's sentences: cache hits at once (``ready``), the rest spoken
     and processed in script order by ``synthesise()``, which yields each as it is done.
 
     The lexicon rewrites what is spoken; the cache key is the spoken text plus
     the engine's identity and the rate, so unchanged phrases are never re-spoken.
+    A phrase another render is speaking into the same cache is not spoken twice: it is read
+    once that render has finished it, and meanwhile this one speaks the next (``ClipCache.claim``).
     Cache misses are spoken on a helper thread while a processing thread trims and
     level-matches the previous phrases (the engine runs in its own process, or
     releases the GIL), so synthesis and processing overlap - and the caller can
@@ -66,7 +56,7 @@ class ClipSource:
         identity_for = getattr(engine, "identity_for", None)
         shared_identity = None if identity_for else engine.identity()
         found: dict[str, Clip] = {}
-        self._wanted: dict[str, tuple[str, str]] = {}  # spoken -> (cache key, first sentence)
+        self._wanted: dict[str, tuple[PhraseKey, str]] = {}  # spoken -> (cache key, first sentence)
         self._sentences_of: dict[str, list[str]] = {}  # spoken -> the sentences that say it
         for sentence in self.distinct:
             spoken = apply_lexicon(sentence, lexicon)
@@ -76,7 +66,7 @@ class ClipSource:
             if spoken in found or spoken in self._wanted:
                 continue
             identity = identity_for(spoken) if identity_for else shared_identity
-            key = cache.key(identity, spoken, sample_rate)
+            key = PhraseKey(identity, spoken, sample_rate)
             clip = cache.get(key)
             if clip is not None:
                 found[spoken] = clip
@@ -88,7 +78,7 @@ class ClipSource:
         self.missing = [s for spoken in self._wanted for s in self._sentences_of[spoken]]
         """The sentences still to be spoken, in script order."""
 
-    def ahead(self, progress: Callable[[int, int], None] | None = None):
+    def ahead(self):
         """As ``synthesise()``, but run on a helper thread that never waits for the caller:
         speech keeps going while the caller mixes and encodes what is already done."""
         results: queue.SimpleQueue = queue.SimpleQueue()
@@ -96,7 +86,7 @@ class ClipSource:
         done = object()
 
         def run() -> None:
-            spoken = self.synthesise(progress)
+            spoken = self.synthesise()
             try:
                 for item in spoken:
                     if stop.is_set():
@@ -123,73 +113,137 @@ class ClipSource:
             stop.set()
             worker.join()
 
-    def synthesise(self, progress: Callable[[int, int], None] | None = None):
-        """Speak and process the missing phrases; yield ``(sentence, clip)`` for each, in order."""
-        total = len(self.distinct)
-        done = total - len(self.missing)
-        if progress is not None and not self._wanted:
-            progress(total, total)
+    def synthesise(self):
+        """Speak and process the missing phrases; yield ``(sentence, clip)`` for each, in order -
+        except that a phrase another render is speaking into the same cache comes when that
+        render has finished it, read from the cache: meanwhile this one speaks the next."""
         if not self._wanted:
             return
-        wanted, rate = self._wanted, self.sample_rate
+        wanted, rate, cache = self._wanted, self.sample_rate, self.cache
+        claims: dict[str, object] = {}  # spoken -> its held cache claim, until its entry is written
 
-        def finish(spoken: str, audio: Audio) -> Clip:
+        def speak(spoken: str, stop: threading.Event, last_try: bool):
+            """On the speech thread: the phrase's audio; or its clip, when another render
+            sharing the cache has finished it; or LATER while another render speaks it."""
+            key = wanted[spoken][0]
+            claim = cache.claim(key, timeout=WAIT_SECONDS if last_try else 0.0, stop=stop)
+            if stop.is_set():
+                _release(claim if claim is not None and claim.held else None)
+                return None
+            if claim is not None and not claim.held and not last_try:
+                return LATER
+            if claim is not None and claim.held:
+                claims[spoken] = claim
+            clip = cache.get(key)
+            if clip is None:
+                return self.engine.synthesize(spoken)
+            _release(claims.pop(spoken, None))
+            return clip
+
+        def finish(spoken: str, got: Audio | Clip) -> Clip:
+            """On the processing thread: trim, level and store the audio (then the claim goes)."""
+            if isinstance(got, Clip):
+                return got
             key, sentence = wanted[spoken]
-            processed = process_clip(audio, rate, sentence)
-            return self.cache.put(key, spoken, processed.samples, processed.lead_frames,
-                                  processed.tail_frames, processed.true_peak)
+            try:
+                processed = process_clip(got, rate, sentence)
+                return cache.put(key, processed.samples, processed.lead_frames,
+                                 processed.tail_frames, processed.true_peak)
+            finally:
+                _release(claims.pop(spoken, None))
 
         # One processing thread keeps up with synthesis (~9 ms per phrase against
         # espeak-ng's ~15 ms); a second only took CPU from the encoder running beside
         # (render.py). At most _AHEAD phrases wait, so memory does not grow with the script.
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending: deque = deque()
+        spoken_ahead = _spoken_ahead(speak, list(wanted))
+        pool = ThreadPoolExecutor(max_workers=1)
+        pending: deque = deque()
 
-            def collect():
-                nonlocal done
-                spoken, future = pending.popleft()
-                clip = future.result()
-                for sentence in self._sentences_of[spoken]:
-                    done += 1
-                    if progress is not None:
-                        progress(done, total)
-                    yield sentence, replace(clip, text=sentence)
+        def collect():
+            spoken, future = pending.popleft()
+            clip = future.result()
+            for sentence in self._sentences_of[spoken]:
+                yield sentence, replace(clip, text=sentence)
 
-            for spoken, audio in _spoken_ahead(self.engine, list(wanted)):
-                pending.append((spoken, pool.submit(finish, spoken, audio)))
+        try:
+            for spoken, got in spoken_ahead:
+                pending.append((spoken, pool.submit(finish, spoken, got)))
                 if len(pending) > _AHEAD:
                     yield from collect()
             while pending:
                 yield from collect()
+        finally:
+            spoken_ahead.close()  # the speech thread has stopped when this returns
+            pool.shutdown(wait=True, cancel_futures=True)
+            for claim in list(claims.values()):  # phrases stopped half-way: others may have them
+                _release(claim)
+
+
+def _release(claim) -> None:
+    if claim is not None:
+        claim.release()
 
 
 _AHEAD = 4
 """Phrases the synthesis thread may run ahead of processing."""
 
 
-def _spoken_ahead(engine: SpeechEngine, texts: list[str]):
-    """Yield (text, audio) in order, synthesising on one helper thread (the engine's only user)."""
+LATER = object()
+"""What ``speak`` answers for a phrase it should come back to (another render is speaking it)."""
+
+
+def _spoken_ahead(speak: Callable[[str, threading.Event, bool], object], texts: list[str]):
+    """Yield (text, speak(text, stop, last_try)) for every text, calling ``speak`` on one helper
+    thread (the engine's only user); ``stop`` is set when the caller stops listening.
+
+    ``speak`` may answer LATER on a first try: that text is tried again before each next
+    text, and, if it is still LATER when the others are done, once more with ``last_try``
+    (which must answer). So texts come in order but for those, which come as soon as they can.
+    """
     if not texts:
         return
     results: queue.Queue = queue.Queue(maxsize=_AHEAD)
     stop = threading.Event()
 
-    def produce() -> None:
-        for text in texts:
-            if stop.is_set():
-                return
+    def hand_over(item) -> None:
+        while not stop.is_set():
             try:
-                item = (text, engine.synthesize(text), None)
-            except BaseException as exc:  # handed to the consumer, raised there
-                item = (text, None, exc)
-            while not stop.is_set():
-                try:
-                    results.put(item, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            if item[2] is not None:
+                results.put(item, timeout=0.1)
                 return
+            except queue.Full:
+                continue
+
+    def attempt(text: str, last_try: bool) -> bool:
+        """Speak ``text`` and hand the result over; False when it must wait (or on an error)."""
+        try:
+            got = speak(text, stop, last_try)
+        except BaseException as exc:  # handed to the consumer, raised there
+            hand_over((text, None, exc))
+            raise _Stopped from None
+        if got is LATER:
+            return False
+        hand_over((text, got, None))
+        return True
+
+    def produce() -> None:
+        later: list[str] = []
+        try:
+            for text in texts:
+                for waiting in list(later):
+                    if stop.is_set():
+                        return
+                    if attempt(waiting, False):
+                        later.remove(waiting)
+                if stop.is_set():
+                    return
+                if not attempt(text, False):
+                    later.append(text)
+            for text in later:
+                if stop.is_set():
+                    return
+                attempt(text, True)
+        except _Stopped:
+            return
 
     worker = threading.Thread(target=produce, name="compassion-audio-speech", daemon=True)
     worker.start()
@@ -202,3 +256,7 @@ def _spoken_ahead(engine: SpeechEngine, texts: list[str]):
     finally:
         stop.set()
         worker.join()
+
+
+class _Stopped(Exception):
+    """The speech thread ends: ``speak`` failed (the error went to the consumer)."""

@@ -105,7 +105,7 @@ def read_manifest(folder: str | Path) -> dict[str, str]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ProfileError("no phrases.json: not a voice pack", source=str(path),
-                           hint="create one with the recording sheet (write_sheet)") from exc
+                           hint="write one with: compassion-audio voices script EXERCISE -o FOLDER") from exc
     except json.JSONDecodeError as exc:
         raise ProfileError(f"not valid JSON: {exc.msg}", source=str(path), line=exc.lineno) from exc
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):

@@ -1,51 +1,56 @@
-"""Voice profiles: load and check voices/*.toml, list what works here, resolve a --voice name to an engine."""
+"""Voice profiles: load and check them, list what works here, resolve a --voice name to an engine."""
 from __future__ import annotations
 
 import difflib
 import functools
-import logging
 import os
-import re
 import sys
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from compassion_audio.core.settings import VoiceSettings, load_toml
+from compassion_audio.core.settings import RATE_WPM_RANGE, VoiceSettings
+from compassion_audio.core.tomlfile import line_of_key, load_toml
 from compassion_audio.speech.engines.base import SpeechEngine
-from compassion_audio.core.errors import CompassionAudioError, EngineUnavailable, ProfileError, VoiceError
+from compassion_audio.core.errors import (CompassionAudioError, EngineUnavailable, ProfileError, VoiceError,
+                                          VoiceFallback)
 
-log = logging.getLogger(__name__)
-
-ENGINES = ("pyttsx3", "piper", "pack")
-DEFAULT_PROFILE = "calm-female"
-"""Always installable (espeak-ng), so the default never depends on an optional extra."""
+ENGINES = ("hibari", "pyttsx3", "piper", "pack")
+DEFAULT_PROFILE = "heart"
+"""hibari's US female voice: inside hibari-tts, a dependency, so always installed. If its
+runtime (onnxruntime) cannot load here, its profile's fallback (espeak-ng) speaks instead,
+announced by a VoiceFallback warning; a missing default profile is an error, never a substitution."""
 ENV_VAR = "COMPASSION_AUDIO_VOICES"
+PROFILES_DIR = Path(__file__).resolve().with_name("profiles")
+"""The shipped profiles: package data, so every install has them."""
 
 
 @dataclass(frozen=True)
 class VoiceProfile:
-    """A named voice: engine, voice id and delivery settings (from a voices/*.toml file)."""
+    """A named voice: its engine settings and delivery (from a profile *.toml file, whose
+    keys are the VoiceSettings fields and the ones below, all at the top level)."""
 
     name: str
     """Display name."""
-    engine: str = "pyttsx3"
-    """pyttsx3, piper or pack."""
-    voice: str | None = None
-    """Engine voice id (espeak `en-us+m3`), a piper model path or `package:NAME`, or a pack folder."""
-    rate_wpm: int = 130
-    """Words per minute heard (the pyttsx3 adapter calibrates espeak's own setting); pyttsx3 only."""
-    pitch: int | None = None
-    """Engine pitch 0-100 (None: engine default)."""
-    volume: float = 1.0
-    sentence_gap_seconds: float = 0.6
-    paragraph_gap_seconds: float = 1.2
+    settings: VoiceSettings = field(default_factory=VoiceSettings)
+    """Engine (hibari, pyttsx3, piper or pack), voice, rate, pitch, volume and gaps. The voice
+    is a hibari voice name (`heart`) or .onnx path, an espeak id (`en-us+m3`), a piper model
+    path or `package:NAME`, or a pack folder; the rate is words per minute heard (the pyttsx3
+    adapter calibrates espeak's own setting; for the neural voices it only times estimates)."""
     length_scale: float = 1.0
     """Piper phoneme length: > 1 is slower."""
+    speed: float | None = None
+    """hibari's speed: < 1 is slower (None: the engine's measured default)."""
     lexicon: dict[str, str] = field(default_factory=dict, hash=False)
     """Whole-word, case-insensitive replacements applied before speaking (CFT -> C F T)."""
     description: str = ""
     language: str = "en"
+    licence: str = ""
+    """The voice's licence in a few words (engine and model), shown by `compassion-audio voices`."""
+    fallback: str | None = None
+    """The profile that speaks instead, announced, when this voice's engine cannot load here
+    (not when its model file is missing: that is an error naming the file)."""
     source: Path | None = None
     """The profile file (relative model paths are resolved against its folder)."""
 
@@ -54,38 +59,32 @@ class VoiceProfile:
         """The name used on the command line: the file stem, else the display name."""
         return self.source.stem if self.source else self.name
 
-
-@dataclass(frozen=True)
-class VoiceListing:
-    """One row of `compassion-audio voices`."""
-
-    name: str
-    engine: str
-    language: str
-    works_here: bool
-    why_not: str = ""
-    description: str = ""
-    kind: str = "profile"
-    """profile (a voices/*.toml file) or engine (a voice the engine offers directly)."""
+    def with_settings(self, **changes) -> "VoiceProfile":
+        """This profile with some VoiceSettings fields changed (e.g. ``rate_wpm`` from --rate)."""
+        return replace(self, settings=replace(self.settings, **changes))
 
 
-# key -> (type check, range or None, description of the range for messages)
+# key -> (lowest, highest) accepted; whole numbers for _INT_KEYS.
 _NUMBER_RANGES = {
-    "rate_wpm": (80, 220), "pitch": (0, 100), "volume": (0.0, 1.0),
+    "rate_wpm": RATE_WPM_RANGE, "pitch": (0, 100), "volume": (0.0, 1.0),
     "sentence_gap_seconds": (0.0, 10.0), "paragraph_gap_seconds": (0.0, 20.0),
-    "length_scale": (0.5, 3.0),
+    "length_scale": (0.5, 3.0), "speed": (0.5, 2.0),
 }
 _INT_KEYS = {"rate_wpm", "pitch"}
-_STR_KEYS = {"name", "engine", "voice", "description", "language"}
+_STR_KEYS = {"name", "engine", "voice", "description", "language", "licence", "fallback"}
 _KNOWN = _STR_KEYS | set(_NUMBER_RANGES) | {"lexicon"}
+_SETTINGS_KEYS = {f.name for f in fields(VoiceSettings)}
+"""Profile keys that go into its VoiceSettings; the rest are the profile's own."""
 
 
 def voice_dirs(extra: Iterable[str | Path] = ()) -> list[Path]:
-    """Folders searched for profiles, first wins: extra, $COMPASSION_AUDIO_VOICES, the shipped voices/."""
+    """Folders searched for profiles and voice files, first wins: extra, $COMPASSION_AUDIO_VOICES,
+    the user's voices folder, a checkout's voices/ folder, then the shipped profiles."""
     dirs = [Path(p) for p in extra]
     env = os.environ.get(ENV_VAR, "")
     dirs += [Path(p) for p in env.split(os.pathsep) if p]
-    dirs += [d for d in _shipped_dirs() if d.is_dir()]
+    dirs += [d for d in (user_voices_dir(), _checkout_voices()) if d is not None and d.is_dir()]
+    dirs.append(PROFILES_DIR)
     seen: list[Path] = []
     for d in dirs:
         if d not in seen:
@@ -93,24 +92,27 @@ def voice_dirs(extra: Iterable[str | Path] = ()) -> list[Path]:
     return seen
 
 
-def _shipped_dirs() -> list[Path]:
-    # A checkout keeps them at the repo root; a wheel installs them as data files under the prefix.
-    return [Path(__file__).resolve().parents[2] / "voices",
-            Path(sys.prefix) / "share" / "compassion-audio" / "voices"]
+def user_voices_dir() -> Path:
+    """Where `voices add` installs voices: the first folder of $COMPASSION_AUDIO_VOICES, else the
+    platform's per-user data folder (~/.local/share/compassion-audio/voices on Linux)."""
+    env = [p for p in os.environ.get(ENV_VAR, "").split(os.pathsep) if p]
+    if env:
+        return Path(env[0]).expanduser()
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "compassion-audio" / "voices"
+    if sys.platform == "win32":
+        base = os.environ.get("APPDATA") or str(Path.home() / "AppData" / "Roaming")
+        return Path(base) / "compassion-audio" / "voices"
+    xdg = os.environ.get("XDG_DATA_HOME")
+    # The XDG spec says relative values are invalid and must be ignored.
+    base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "share"
+    return base / "compassion-audio" / "voices"
 
 
-def _line_of(text: str, key: str, table: str | None = None) -> int | None:
-    """Line number of ``key = ...`` (inside ``[table]`` when given); tomllib keeps no positions."""
-    current = None
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.strip()
-        header = re.match(r"^\[([^\[\]]+)\]", stripped)
-        if header:
-            current = header.group(1).strip()
-            continue
-        if current == table and re.match(rf'^["\']?{re.escape(key)}["\']?\s*=', stripped):
-            return number
-    return None
+def _checkout_voices() -> Path | None:
+    """A checkout's voices/ folder (the user's own profiles and model files), else None."""
+    root = Path(__file__).resolve().parents[2]
+    return root / "voices" if (root / "pyproject.toml").is_file() else None
 
 
 def load_voice_profile(path: str | Path) -> VoiceProfile:
@@ -121,7 +123,7 @@ def load_voice_profile(path: str | Path) -> VoiceProfile:
     src = str(path)
 
     def fail(message: str, key: str, hint: str | None = None, table: str | None = None):
-        raise ProfileError(message, source=src, line=_line_of(text, key, table), hint=hint)
+        raise ProfileError(message, source=src, line=line_of_key(text, key, table), hint=hint)
 
     for key in data:
         if key not in _KNOWN:
@@ -141,7 +143,9 @@ def load_voice_profile(path: str | Path) -> VoiceProfile:
     if engine != "pyttsx3" and not values.get("voice"):
         fail(f"the {engine} engine needs a voice (a model file, package: or folder)", "engine")
     lexicon = _check_lexicon(data.get("lexicon", {}), fail)
-    return VoiceProfile(**values, lexicon=lexicon, source=path.resolve())
+    settings = VoiceSettings(**{k: v for k, v in values.items() if k in _SETTINGS_KEYS})
+    own = {k: v for k, v in values.items() if k not in _SETTINGS_KEYS}
+    return VoiceProfile(**own, settings=settings, lexicon=lexicon, source=path.resolve())
 
 
 def _check_value(key: str, value, fail) -> None:
@@ -180,11 +184,13 @@ def _profiles(extra_dirs: Iterable[str | Path]) -> list[VoiceProfile]:
 def resolve_voice(name: str | None, extra_dirs: Iterable[str | Path] = ()) -> VoiceProfile:
     """Turn a --voice value into a profile: None (default), profile name, .toml path, pack:DIR or engine voice id."""
     extra_dirs = list(extra_dirs)
+    if name is None:
+        return _default_profile(extra_dirs)
     wanted = DEFAULT_PROFILE if name is None else name.strip()
     if wanted.startswith("pack:"):
         folder = Path(wanted[5:]).expanduser()
-        return VoiceProfile(name=f"recorded voice pack {folder.name}", engine="pack",
-                            voice=str(folder.resolve()), source=None)
+        return VoiceProfile(name=f"recorded voice pack {folder.name}",
+                            settings=VoiceSettings(engine="pack", voice=str(folder.resolve())))
     if wanted.endswith(".toml") and Path(wanted).is_file():
         return load_voice_profile(wanted)
     profiles = _profiles(extra_dirs)
@@ -193,142 +199,131 @@ def resolve_voice(name: str | None, extra_dirs: Iterable[str | Path] = ()) -> Vo
             return profile
     engine_id = _espeak_voice_id(wanted)
     if engine_id:
-        return VoiceProfile(name=wanted, engine="pyttsx3", voice=engine_id)
-    if name is None:
-        return VoiceProfile(name="espeak-ng default")
+        return VoiceProfile(name=wanted, settings=VoiceSettings(engine="pyttsx3", voice=engine_id))
     choices = [p.key for p in profiles] + [v for v in _espeak_ids() if not v.startswith("(")]
     close = difflib.get_close_matches(wanted, choices, n=5, cutoff=0.5)
     hint = f"close matches: {', '.join(close)}" if close else "see `compassion-audio voices`"
     raise VoiceError(f"unknown voice {wanted!r} ({hint})")
 
 
+def _default_profile(extra_dirs: list) -> VoiceProfile:
+    """The default voice's profile (a user's file of the same name wins); never a substitute."""
+    for profile in _profiles(extra_dirs):
+        if profile.key == DEFAULT_PROFILE:
+            return profile
+    raise VoiceError(f"the default voice {DEFAULT_PROFILE!r} is missing: no {DEFAULT_PROFILE}.toml in "
+                     f"{PROFILES_DIR} (reinstall compassion-audio) - or choose one with --voice")
+
+
+def usable(profile: VoiceProfile) -> VoiceProfile:
+    """``profile``, or its fallback profile when its engine's runtime cannot load here.
+
+    The replacement is announced by a VoiceFallback warning - it is never silent.
+    """
+    if not profile.fallback:
+        return profile
+    problem = runtime_problem(profile.settings.engine)
+    if not problem:
+        return profile
+    folders = [profile.source.parent] if profile.source else []
+    replacement = resolve_voice(profile.fallback, folders)
+    warnings.warn(VoiceFallback(f"voice {profile.key!r} cannot be used here ({problem}): speaking with "
+                                f"{replacement.key!r} ({replacement.name}) instead"), stacklevel=2)
+    return replacement
+
+
+def runtime_problem(engine: str) -> str:
+    """Why ``engine``'s runtime cannot load here ('' when it can)."""
+    try:
+        if engine == "hibari":
+            from compassion_audio.speech.engines.hibari_engine import require_hibari
+
+            require_hibari()
+        elif engine == "piper":
+            from compassion_audio.speech.engines.piper_engine import require_piper
+
+            require_piper()
+    except EngineUnavailable as exc:
+        return str(exc)
+    return ""
+
+
 @functools.lru_cache(maxsize=1)
-def _pyttsx3_voices() -> tuple:
+def _pyttsx3_info():
+    """What the pyttsx3 engine offers here (started once, then closed)."""
     from compassion_audio.speech.engines.pyttsx3_engine import Pyttsx3Engine
 
     engine = Pyttsx3Engine(VoiceSettings())
     try:
-        return tuple(engine.voices())
+        return engine.info
     finally:
         engine.close()
 
 
 def _espeak_ids() -> list[str]:
     try:
-        return [v.id for v in _pyttsx3_voices()]
+        return [v.id for v in _pyttsx3_info().voices]
     except (CompassionAudioError, ImportError):
         return []
 
 
 def _espeak_voice_id(wanted: str) -> str | None:
-    """The engine id for a raw voice name: full id, file name or language, with an optional +variant."""
-    base, plus, variant = wanted.partition("+")
-    if plus and not re.fullmatch(r"[a-z]+\d*", variant):
-        return None
+    """The engine id for a raw voice name (id, file name, display name or language, with an
+    optional +variant), or None when the engine has no such voice or is not installed."""
     try:
-        voices = _pyttsx3_voices()
+        from compassion_audio.speech.engines.pyttsx3_engine import resolve_voice as engine_voice
+
+        return engine_voice(wanted, _pyttsx3_info())
     except (CompassionAudioError, ImportError):
         return None
-    for v in voices:
-        if base.casefold() in (v.id.casefold(), v.id.rsplit("/", 1)[-1].casefold()):
-            return v.id + plus + variant
-    for v in voices:
-        if base.casefold() in (lang.casefold() for lang in v.languages):
-            return v.id + plus + variant
-    return None
-
-
-def voice_settings(profile: VoiceProfile) -> VoiceSettings:
-    """The engine-facing settings of a profile."""
-    return VoiceSettings(engine=profile.engine, voice=profile.voice, rate_wpm=profile.rate_wpm,
-                         pitch=profile.pitch, volume=profile.volume,
-                         sentence_gap_seconds=profile.sentence_gap_seconds,
-                         paragraph_gap_seconds=profile.paragraph_gap_seconds)
 
 
 def create_engine(profile: VoiceProfile, *, fallback: VoiceProfile | None = None) -> SpeechEngine:
     """The engine for a profile.
 
     For a pack, ``fallback`` speaks the phrases nobody recorded. For another
-    engine it is used only when that engine is not installed here (logged).
+    engine it is used only when that engine is not installed here (a VoiceFallback warning).
     """
-    if profile.engine == "pack":
+    if profile.settings.engine == "pack":
         from compassion_audio.speech.engines.pack_engine import PackEngine
 
         backup = create_engine(fallback) if fallback else None
-        return PackEngine(Path(profile.voice or "."), fallback=backup)
+        return PackEngine(Path(profile.settings.voice or "."), fallback=backup)
     try:
         return _direct_engine(profile)
     except EngineUnavailable as exc:
         if fallback is None:
             raise
-        log.warning("%s; using the fallback voice %s", exc, fallback.key)
+        warnings.warn(VoiceFallback(f"{exc}: speaking with the fallback voice {fallback.key!r} instead"),
+                      stacklevel=2)
         return create_engine(fallback)
 
 
 def _direct_engine(profile: VoiceProfile) -> SpeechEngine:
-    if profile.engine == "piper":
+    engine = profile.settings.engine
+    if engine == "hibari":
+        from compassion_audio.speech.engines.hibari_engine import HibariEngine
+
+        return HibariEngine(profile, _model_folders(profile))
+    if engine == "piper":
         from compassion_audio.speech.engines.piper_engine import PiperEngine
 
         return PiperEngine(profile)
-    if profile.engine == "pyttsx3":
+    if engine == "pyttsx3":
         from compassion_audio.speech.engines.pyttsx3_engine import Pyttsx3Engine
 
-        return Pyttsx3Engine(voice_settings(profile))
-    raise VoiceError(f"unknown engine {profile.engine!r} in voice {profile.key!r} (use one of {', '.join(ENGINES)})")
+        return Pyttsx3Engine(profile.settings)
+    raise VoiceError(f"unknown engine {engine!r} in voice {profile.key!r} (use one of {', '.join(ENGINES)})")
 
 
-def list_voices(extra_dirs: Sequence[str | Path] = ()) -> list[VoiceListing]:
-    """Profiles first (with whether they work here and why not), then the engines' own voices."""
-    engine_voices = _try(_pyttsx3_voices)
-    rows = [_profile_listing(p, engine_voices) for p in _profiles(extra_dirs)]
-    if isinstance(engine_voices, tuple):
-        rows += [VoiceListing(name=v.id, engine="pyttsx3", language=",".join(v.languages),
-                              works_here=True, description=v.name, kind="engine")
-                 for v in engine_voices]
-    for folder in voice_dirs(extra_dirs):
-        for model in sorted(folder.glob("*.onnx")):
-            why = _piper_problem(VoiceProfile(name=model.stem, engine="piper", voice=str(model)))
-            rows.append(VoiceListing(name=str(model), engine="piper", language="", works_here=not why,
-                                     why_not=why, description=model.stem, kind="engine"))
-    return rows
+def _model_folders(profile: VoiceProfile, extra_dirs: Iterable[str | Path] = ()) -> list[Path]:
+    """Where a profile's registry voice file may be: its own folder, then the voice folders."""
+    own = [profile.source.parent] if profile.source and profile.source.parent != PROFILES_DIR else []
+    return own + voice_dirs(extra_dirs)
 
 
-def _try(fn):
-    try:
-        return fn()
-    except (CompassionAudioError, ImportError) as exc:
-        return str(exc) or type(exc).__name__
+def list_voices(extra_dirs: Sequence[str | Path] = ()):
+    """Every voice here and whether it works (speech/voice_listing.py)."""
+    from compassion_audio.speech.voice_listing import list_voices as listing
 
-
-def _profile_listing(profile: VoiceProfile, engine_voices) -> VoiceListing:
-    if profile.engine == "pyttsx3":
-        why = _espeak_problem(profile, engine_voices)
-    elif profile.engine == "piper":
-        why = _piper_problem(profile)
-    else:
-        folder = Path(profile.voice or ".")
-        why = "" if (folder / "phrases.json").is_file() else f"no phrases.json in {folder}"
-    return VoiceListing(name=profile.key, engine=profile.engine, language=profile.language,
-                        works_here=not why, why_not=why, description=profile.description)
-
-
-def _espeak_problem(profile: VoiceProfile, engine_voices) -> str:
-    if isinstance(engine_voices, str):
-        return engine_voices
-    if profile.voice is None:
-        return ""
-    base = profile.voice.partition("+")[0].casefold()
-    names = {v.id.casefold() for v in engine_voices} | {v.id.rsplit("/", 1)[-1].casefold() for v in engine_voices}
-    return "" if base in names else f"espeak-ng has no voice {profile.voice.partition('+')[0]!r} here"
-
-
-def _piper_problem(profile: VoiceProfile) -> str:
-    try:
-        from compassion_audio.speech.engines.piper_engine import model_path, require_piper
-
-        require_piper()
-        model_path(profile)
-    except CompassionAudioError as exc:
-        return str(exc)
-    return ""
+    return listing(extra_dirs)

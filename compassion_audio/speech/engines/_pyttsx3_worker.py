@@ -40,6 +40,13 @@ class _Speaker:
         self.cancelled = False
         self.engine.connect("finished-utterance", self._finished)
         self.default_voice = self.engine.getProperty("voice")
+        # pyttsx3's command queue starts "busy": until the first run loop, setProperty
+        # only queues the change, which runAndWait then hands to espeak just before its
+        # endLoop calls Cancel - dropping it (measured: 1 fresh worker in 15-40 spoke its
+        # first phrase at espeak's default rate). One empty run loop opens the queue, so every
+        # later setting reaches espeak at once and _configure can wait until it is applied.
+        self.engine.runAndWait()
+        self._parameter = self._espeak_parameter_reader()
 
     def _finished(self, name=None, completed=True) -> None:
         # The espeak driver also sends a stale completed=False after a finished
@@ -103,7 +110,8 @@ class _Speaker:
         # where nothing can catch it, and the engine hangs from then on.
         if not isinstance(path, str) or not os.path.isdir(os.path.dirname(path)):
             return {"ok": False, "error": "bad-path", "message": "output folder does not exist"}
-        self._configure(request)
+        if not self._configure(request):
+            return {"ok": False, "error": "settings", "message": "espeak did not apply the voice settings"}
         wait_seconds = float(request.get("wait_seconds", 20.0))
         for _attempt in range(3):
             self.done.clear()
@@ -118,33 +126,58 @@ class _Speaker:
                 return self._check_file(path)
             # A cancel during the phrase may have cut it short or dropped a
             # setting: set everything again and say it again.
-            self._configure(request)
+            if not self._configure(request):
+                break
         return {"ok": False, "error": "cancelled", "message": "the engine kept cancelling the phrase"}
 
-    def _configure(self, request: dict) -> None:
-        if request.get("voice"):
-            self.engine.setProperty("voice", request["voice"])
-        self.engine.setProperty("rate", request["rate"])
-        if request.get("pitch") is not None:
-            self.engine.setProperty("pitch", request["pitch"])
-        self.engine.setProperty("volume", request["volume"])
-        self._settle()
+    def _configure(self, request: dict) -> bool:
+        """Set voice, rate, pitch and volume; True once espeak reports them all applied."""
+        for _attempt in range(2):
+            if request.get("voice"):
+                self.engine.setProperty("voice", request["voice"])
+            self.engine.setProperty("rate", request["rate"])
+            if request.get("pitch") is not None:
+                self.engine.setProperty("pitch", request["pitch"])
+            self.engine.setProperty("volume", request["volume"])
+            if self._settle(request):
+                return True
+        return False
 
-    def _settle(self, timeout_seconds: float = 2.0) -> None:
-        """Wait until espeak has applied queued parameter changes.
+    def _settle(self, request: dict, timeout_seconds: float = 2.0) -> bool:
+        """Wait until espeak has applied the requested rate, pitch and volume.
 
-        espeak-ng queues SetParameter (rate, pitch, volume) on its own thread and
-        reports "playing" meanwhile; the driver's runAndWait then calls Cancel,
-        which drops the queued change. Measured without this wait: 1 phrase in 3
-        spoke at the previous rate and 1 in 400 came out empty.
+        espeak-ng queues SetParameter on its own thread and reports "playing"
+        meanwhile; the driver's runAndWait then calls Cancel, which drops a change
+        still queued. Measured without this wait: 1 phrase in 3 spoke at the
+        previous rate and 1 in 400 came out empty. espeak's own current values
+        are read back (pyttsx3's getProperty reads its defaults), so a change
+        that never arrived is seen, not assumed.
         """
         if self.driver != "espeak":
-            return
+            return True
         from pyttsx3.drivers import _espeak
 
+        wanted = {_espeak.RATE: int(request["rate"]),
+                  _espeak.VOLUME: int(round(float(request["volume"]) * 100, 2))}
+        if request.get("pitch") is not None:
+            wanted[_espeak.PITCH] = int(request["pitch"])
         deadline = time.monotonic() + timeout_seconds
-        while _espeak.IsPlaying() and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            if not _espeak.IsPlaying() and all(self._parameter(k, 1) == v for k, v in wanted.items()):
+                return True
             time.sleep(0.001)
+        return False
+
+    def _espeak_parameter_reader(self):
+        """espeak_GetParameter(parameter, current) (pyttsx3's binding drops ``current``)."""
+        if self.driver != "espeak":
+            return None
+        import ctypes
+
+        from pyttsx3.drivers import _espeak
+
+        prototype = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int, ctypes.c_int)
+        return prototype(("espeak_GetParameter", _espeak.dll))
 
     @staticmethod
     def _check_file(path: str) -> dict:
@@ -163,10 +196,6 @@ def _handle(speaker: _Speaker, request: dict) -> dict:
         return {"ok": True, **speaker.hello()}
     if op == "synth":
         return speaker.synth(request)
-    if op == "sleep":
-        # Test hook: behave like a hung engine.
-        time.sleep(float(request.get("seconds", 60)))
-        return {"ok": True}
     return {"ok": False, "error": "protocol", "message": f"unknown request {op!r}"}
 
 

@@ -9,11 +9,12 @@ import numpy as np
 
 from compassion_audio.core.audio import DEFAULT_RATE, Audio, decode_file, fade_edges, gain_to_db
 from compassion_audio.core.errors import OutputError, SpeechError
+from compassion_audio.core.files import atomic_open
 from compassion_audio.core.tools import file_sha256
 from compassion_audio.speech.recording_sheet import MANIFEST, normalise_phrase, read_manifest
 from compassion_audio.speech.engines.base import EngineVoice, SpeechEngine
 
-_NOT_AUDIO = {".json", ".txt", ".html", ".md", ".toml", ".npy", ".part"}
+_NOT_AUDIO = {".json", ".txt", ".html", ".md", ".toml", ".npy"}
 
 
 def recording_for(pack_dir: Path, number: str) -> Path | None:
@@ -76,12 +77,13 @@ class PackEngine:
                 "fallback": self.fallback.identity() if self.fallback else None}
 
     def identity_for(self, text: str) -> dict:
-        """Identity of one phrase only, so a cache keyed on it re-renders just re-recorded phrases."""
+        """Identity of one phrase only, so a cache keyed on it re-renders just re-recorded phrases.
+
+        (A change to mute_room_noise is a bump of cache.CACHE_FORMAT, which every key holds.)"""
         path = self._recording(text)
         if path is None:
             return {"engine": "pack", "fallback": self.fallback.identity() if self.fallback else None}
-        return {"engine": "pack", "sample_rate": self.sample_rate, "file": _fingerprint(path),
-                "noise_trim": NOISE_TRIM_VERSION}
+        return {"engine": "pack", "sample_rate": self.sample_rate, "file": _fingerprint(path)}
 
     def voices(self) -> list[EngineVoice]:
         return [EngineVoice(id=f"pack:{self.pack_dir}", name=self.pack_dir.name)]
@@ -137,8 +139,6 @@ def find_parts(audio: Audio, *, min_gap_seconds: float = 0.7, below_db: float = 
     return spans, gaps
 
 
-NOISE_TRIM_VERSION = 1
-"""Part of every recording's cache identity: bump when mute_room_noise changes."""
 NOISE_MARGIN_SECONDS = 0.03
 
 
@@ -207,24 +207,25 @@ def import_take(path: str | Path, pack_dir: str | Path, *, overwrite: bool = Fal
                 if p.is_file() and p.suffix.lower() not in _NOT_AUDIO]
     if existing and not overwrite:
         raise OutputError(f"{pack_dir} already has {len(existing)} recordings (e.g. {existing[0].name}); "
-                          "pass overwrite=True to replace them")
+                          "add --force to 'voices import-take' to replace them")
     clips = split_take(path, [manifest[n] for n in numbers])
-    for old in existing:
-        old.unlink()
     written = []
     for number, clip in zip(numbers, clips):
         target = pack_dir / f"{number}.wav"
         _write_wav(target, clip)
         written.append(target)
+    # Only now, with every new take in place: a failure above leaves each phrase recorded (new or old).
+    for old in existing:
+        # samefile: on a case-blind disk 001.WAV is the 001.wav just written.
+        if old.exists() and not any(old.samefile(new) for new in written):
+            old.unlink()
     return written
 
 
 def _write_wav(path: Path, clip: Audio) -> None:
     pcm = (np.clip(clip.samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
-    tmp = path.with_suffix(".wav.part")
-    with wave.open(str(tmp), "wb") as out:
+    with atomic_open(path) as fh, wave.open(fh, "wb") as out:
         out.setnchannels(1)
         out.setsampwidth(2)
         out.setframerate(clip.sample_rate)
         out.writeframes(pcm.tobytes())
-    tmp.replace(path)

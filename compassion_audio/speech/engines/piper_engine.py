@@ -30,7 +30,7 @@ def require_piper():
 
 def model_path(profile: "VoiceProfile") -> Path:
     """The .onnx file a profile names: a path (relative to the profile file) or `package:NAME`."""
-    ref = (profile.voice or "").strip()
+    ref = (profile.settings.voice or "").strip()
     if ref.startswith("package:"):
         path = _package_model(ref[len("package:"):].strip())
     else:
@@ -70,7 +70,7 @@ class PiperEngine:
         self._model = model_path(profile)
         self._config = json.loads(Path(f"{self._model}.json").read_text(encoding="utf-8"))
         self._length_scale = float(profile.length_scale)
-        self._volume = float(profile.volume)
+        self._volume = float(profile.settings.volume)
         self._voice = None
 
     @property

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from compassion_audio.core import tools
-from compassion_audio.core.audio import DEFAULT_RATE, Audio, decode_file
-from compassion_audio.core.settings import VoiceSettings
+from compassion_audio.core.audio import DEFAULT_RATE, Audio, audible_bounds, decode_file, gain_to_db
+from compassion_audio.core.settings import RATE_WPM_RANGE, VoiceSettings
 from compassion_audio.core.errors import EngineUnavailable, SpeechError, VoiceError
 from compassion_audio.core.text import quote_phrase
 from compassion_audio.speech.engines.base import EngineVoice
@@ -35,7 +35,8 @@ START_SECONDS = 30.0
 # of two paragraphs (61 and 47 words; they differ by ~13% because pace depends
 # on the text), averaged over voices gmw/en and gmw/en-us (within 2% of each
 # other). espeak speaks ~15-20% faster than its nominal rate: 130 wpm needs
-# rate ~112. Its slowest setting, 80, still sounds like ~97 wpm.
+# rate ~112. Its slowest setting, 80, still sounds like ~97 wpm (every setting
+# below 80 sounds the same): hence settings.RATE_WPM_RANGE starts at 100.
 ESPEAK_RATE_TABLE = ((80, 97.0), (90, 103.6), (100, 115.6), (110, 127.4), (120, 139.1),
                      (130, 151.8), (150, 175.2), (175, 206.1), (200, 235.8), (250, 295.0),
                      (300, 357.0), (400, 481.4))
@@ -46,6 +47,24 @@ def espeak_rate_for(rate_wpm: float) -> int:
     settings = [s for s, _ in ESPEAK_RATE_TABLE]
     heard = [w for _, w in ESPEAK_RATE_TABLE]
     return int(round(float(np.interp(rate_wpm, heard, settings))))
+
+
+PACE_SECONDS_PER_LETTER = 13.1
+"""espeak-ng's audible seconds per letter or digit, times the rate in wpm: 13.1 at 100, 130
+and 180 wpm (median over the 540 distinct sentences of the exercise library, each within
+0.78-1.67 times it)."""
+TOO_FAST = 0.75
+"""A take shorter than this share of the expected length is spoken again: a rate setting lost
+on its way to espeak speaks 110-140 wpm at espeak's default, ~236 wpm (0.47-0.59 of the
+pace). No sentence of the library is that short; a false alarm costs one retake."""
+
+
+def _audible_seconds(audio: Audio) -> float:
+    """From the first to the last sample within 40 dB of the take's peak."""
+    peak = float(np.abs(audio.samples).max(initial=0.0))
+    bounds = audible_bounds(audio.samples, audio.sample_rate,
+                            threshold_db=gain_to_db(peak) - 40.0) if peak > 0 else None
+    return 0.0 if bounds is None else (bounds[1] - bounds[0]) / audio.sample_rate
 
 
 class _WorkerFailed(Exception):
@@ -121,7 +140,7 @@ def _end_process(process: subprocess.Popen) -> None:
 
 
 @dataclass(frozen=True)
-class _EngineInfo:
+class EngineInfo:
     """What the worker reported at start-up."""
 
     pyttsx3_version: str
@@ -133,27 +152,34 @@ class _EngineInfo:
     variants: tuple[str, ...]
 
 
-def _info_from(reply: dict) -> _EngineInfo:
+def _info_from(reply: dict) -> EngineInfo:
     voices = tuple(EngineVoice(id=v["id"], name=v["name"], languages=tuple(v["languages"]),
                                gender=(v["gender"] or None)) for v in reply["voices"])
-    return _EngineInfo(reply["pyttsx3_version"], reply["driver"], reply["default_voice"],
-                       reply["espeak_library"], reply["espeak_version"], voices,
-                       tuple(reply["variants"]))
+    return EngineInfo(reply["pyttsx3_version"], reply["driver"], reply["default_voice"],
+                      reply["espeak_library"], reply["espeak_version"], voices,
+                      tuple(reply["variants"]))
 
 
-def resolve_voice(wanted: str, info: _EngineInfo) -> str:
+def _voice_keys(info: EngineInfo):
+    """(name, voice id) pairs, in the order they win: ids, espeak file names (gmw/en-us ->
+    en-us), display names, then languages - so no voice's id is shadowed by another's language."""
+    yield from ((v.id, v.id) for v in info.voices)
+    if info.driver == "espeak":
+        yield from ((v.id.rsplit("/", 1)[-1], v.id) for v in info.voices)
+    yield from ((v.name, v.id) for v in info.voices)
+    yield from ((language, v.id) for v in info.voices for language in v.languages)
+
+
+def resolve_voice(wanted: str, info: EngineInfo) -> str:
     """The engine voice id for ``wanted`` (id, name or language; espeak: ``voice+variant``).
 
-    pyttsx3 ignores unknown voices, so an unknown one is a VoiceError here.
+    The one lookup of voice names: the engine, ``--voice`` and the voice listing all use
+    it. pyttsx3 ignores unknown voices, so an unknown one is a VoiceError here.
     """
     base, _, variant = wanted.partition("+") if info.driver == "espeak" else (wanted, "", "")
     names: dict[str, str] = {}
-    for v in info.voices:
-        keys = [v.id, v.name, *v.languages]
-        if info.driver == "espeak":
-            keys.append(v.id.split("/", 1)[-1])
-        for key in keys:
-            names.setdefault(key.lower(), v.id)
+    for key, voice_id in _voice_keys(info):
+        names.setdefault(key.lower(), voice_id)
     found = names.get(base.strip().lower())
     if found is None:
         close = difflib.get_close_matches(base.lower(), list(names), n=5, cutoff=0.5)
@@ -188,6 +214,10 @@ def decode_engine_file(path: Path) -> Audio:
 
 
 def _check_ranges(settings: VoiceSettings) -> None:
+    low, high = RATE_WPM_RANGE
+    if not low <= settings.rate_wpm <= high:
+        raise VoiceError(f"rate_wpm {settings.rate_wpm} is outside {low}-{high} wpm "
+                         "(the rates every engine can speak)")
     if settings.pitch is not None and not 0 <= settings.pitch <= 100:
         raise VoiceError(f"pitch {settings.pitch} is outside 0-100")
     if not 0.0 < settings.volume <= 1.0:
@@ -227,14 +257,14 @@ class Pyttsx3Engine:
     def _engine_rate(self, rate_wpm: int) -> int:
         if self._info.driver != "espeak":
             return int(rate_wpm)  # nsss and sapi5 take words per minute directly
-        slowest, fastest = ESPEAK_RATE_TABLE[0][1], ESPEAK_RATE_TABLE[-1][1]
-        # Beyond the table espeak clamps silently; a 10% miss is the most we accept.
-        if not slowest * 0.9 <= rate_wpm <= fastest:
-            raise VoiceError(f"rate_wpm {rate_wpm} is outside what espeak-ng can speak "
-                             f"(about {slowest:.0f}-{fastest:.0f} wpm)")
-        return espeak_rate_for(rate_wpm)
+        return espeak_rate_for(rate_wpm)  # _check_ranges kept it where espeak can follow
 
-    def _start(self) -> _EngineInfo:
+    @property
+    def info(self) -> EngineInfo:
+        """The driver, its voices and (espeak) variants, as the worker reported them."""
+        return self._info
+
+    def _start(self) -> EngineInfo:
         self._worker = _Worker(self._stderr)
         try:
             reply = self._worker.call({"op": "hello"}, START_SECONDS)
@@ -268,9 +298,35 @@ class Pyttsx3Engine:
                 "wait_seconds": self.timeout_seconds * 0.8}
 
     def synthesize(self, text: str) -> Audio:
-        """Raw engine audio for ``text``; a hang or crash restarts the worker and retries once."""
+        """Raw engine audio for ``text``; a hang or crash restarts the worker and retries once.
+
+        A take far shorter than the rate allows (a rate setting lost on its way to espeak)
+        is spoken again, never returned - so never cached.
+        """
         if self._closed:
             raise SpeechError(f"could not synthesise {quote_phrase(text)}: the engine is closed")
+        audio = self._spoken(text)
+        expected = self._expected_seconds(text)
+        if _audible_seconds(audio) >= TOO_FAST * expected:
+            return audio
+        retake = self._spoken(text)  # every request sets (and checks) the rate again
+        # In pace now; or as fast again (within 10 %): then the pace is the text's own.
+        alike = abs(retake.frames - audio.frames) <= 0.1 * audio.frames
+        if _audible_seconds(retake) >= TOO_FAST * expected or alike:
+            return retake
+        first, second = _audible_seconds(audio), _audible_seconds(retake)
+        raise SpeechError(f"could not synthesise {quote_phrase(text)} at {self.settings.rate_wpm} wpm: "
+                          f"spoken in {first:.2f} s, then {second:.2f} s, where about {expected:.2f} s "
+                          "were expected; try again, or report the phrase")
+
+    def _expected_seconds(self, text: str) -> float:
+        """About how long espeak speaks ``text`` at this rate (0: no check, too short to tell)."""
+        letters = sum(c.isalnum() for c in text)
+        if self._info.driver != "espeak" or letters < 8:
+            return 0.0
+        return PACE_SECONDS_PER_LETTER * letters / self.settings.rate_wpm
+
+    def _spoken(self, text: str) -> Audio:
         failures: list[str] = []
         for _attempt in range(2):
             self._count += 1
@@ -286,9 +342,12 @@ class Pyttsx3Engine:
                           f"on retry: {failures[-1]}")
 
     def _synthesize_once(self, text: str, path: str) -> Audio:
-        if self._worker is None:
+        if self._closed:
+            raise _WorkerFailed("the engine was closed")
+        worker = self._worker  # close() on another thread may clear it meanwhile
+        if worker is None:
             raise _WorkerFailed("the engine could not be restarted")
-        reply = self._worker.call(self._synth_request(text, path), self.timeout_seconds)
+        reply = worker.call(self._synth_request(text, path), self.timeout_seconds)
         if not reply.get("ok"):
             raise _WorkerFailed(reply.get("message", "the engine failed"))
         audio = decode_engine_file(Path(path))
@@ -297,8 +356,12 @@ class Pyttsx3Engine:
         return audio
 
     def _restart(self) -> None:
-        if self._worker is not None:
-            self._worker.kill()
+        worker = self._worker
+        if worker is not None:
+            worker.kill()
+        if self._closed:  # closed from another thread (an interrupted render): start nothing
+            self._worker = None
+            return
         try:
             self._info = self._start()
         except EngineUnavailable:
