@@ -4,32 +4,32 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import logging
 import math
 import stat
-import tempfile
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from compassion_audio.script import templates
+from compassion_audio.script import library, templates
 from compassion_audio.sound.assemble import estimate_clips, plan_timeline
 from compassion_audio.speech.cache import ClipCache, default_cache_dir
 from compassion_audio.core.settings import BreathingSettings, ExportSettings, MixSettings, VoiceSettings
 from compassion_audio.speech.engines.base import SpeechEngine
 from compassion_audio.core.errors import SpeechError
-from compassion_audio.output.export import check_writable, encode, format_for, remux_m4a
+from compassion_audio.output.export import check_writable, encode, format_for
 from compassion_audio.core.files import atomic_output, write_text_atomic
 from compassion_audio.core.loudness import LoudnessMeter
 from compassion_audio.sound.mastering import TOLERANCE_DB, Mastering, gain_for, measured, predict
-from compassion_audio.sound.mix import BELL_PEAK_DB, StreamMaster, TrackMixer
+from compassion_audio.sound.mix import StreamMaster, TrackMixer
 from compassion_audio.core.audio import db_to_gain
 from compassion_audio.core.segments import Bell, Breathe, Script
 from compassion_audio.sound.tones import BreathPattern
-from compassion_audio.speech.clip_processing import CLIP_LUFS
+from compassion_audio.core.levels import BELL_PEAK_DB, CLIP_LUFS
 from compassion_audio.speech.clip_source import ClipSource
 from compassion_audio.core.timeline import Timeline
-from compassion_audio.speech.voices import VoiceProfile, create_engine, resolve_voice, voice_settings
+from compassion_audio.speech.voices import VoiceProfile, create_engine, resolve_voice, usable
 
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total), in frames of the track: 'render' (speaking, mixing and
@@ -38,6 +38,8 @@ when the first pass missed the loudness target, 'correct' (the track written aga
 
 OUTPUT_DIR = Path("output")
 LOSSY = ("mp3", "ogg", "opus", "m4a")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,10 +61,32 @@ class TrackRequest:
     mix: MixSettings = field(default_factory=MixSettings)
     export: ExportSettings = field(default_factory=ExportSettings)
     output: Path | None = None
+    name_prefix: str = ""
+    """Put before the default file name: a client's file id (``profile.client_file_id``), or a
+    name the user asked for. Not used when ``output`` is given."""
     force: bool = False
     use_cache: bool = True
     cache_dir: Path | None = None
     exercise_dirs: tuple[Path, ...] = ()
+    personal: bool | None = None
+    """Made for one client: the track and every file beside it are written 0600. False:
+    they follow the umask, so a clinic can share them. None: personal when an individual
+    track is given any words of its own (a text or list value); a group track never is."""
+
+    @property
+    def private(self) -> bool:
+        """Whether the output is written 0600 (see ``personal``)."""
+        if self.personal is not None:
+            return self.personal
+        return not self.group and any(_has_words(v) for v in self.values.values())
+
+
+def _has_words(value: object) -> bool:
+    if isinstance(value, Mapping):
+        return any(_has_words(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_words(v) for v in value)
+    return isinstance(value, str) and bool(value.strip())
 
 
 @dataclass(frozen=True)
@@ -74,6 +98,8 @@ class TrackResult:
     synthesised: int
     """Phrases the engine had to speak (the rest came from the cache)."""
     sidecars: tuple[Path, ...] = ()
+    breathing: BreathingSettings = field(default_factory=BreathingSettings)
+    """The breathing settings the tones were paced by (the session page follows them)."""
 
 
 class _CountingEngine:
@@ -93,17 +119,19 @@ class _CountingEngine:
         return getattr(self._engine, name)
 
 
-def prepare_script(request: TrackRequest) -> tuple[templates.Exercise, Script]:
-    exercise = templates.find_exercise(request.exercise, request.exercise_dirs)
+def prepare_script(request: TrackRequest) -> tuple[library.Exercise, Script]:
+    exercise = library.find_exercise(request.exercise, request.exercise_dirs)
     script = templates.render_script(exercise, request.values, length=request.length,
                                      group=request.group)
     return exercise, script
 
 
-def default_output(exercise: templates.Exercise, script: Script, fmt: str,
-                   folder: Path = OUTPUT_DIR) -> Path:
-    """``output/<exercise>-<length>[-group].<fmt>``: no client details in the name."""
-    parts = [exercise.name, str(script.meta.get("length") or "standard")]
+def default_output(exercise: library.Exercise, script: Script, fmt: str,
+                   folder: Path = OUTPUT_DIR, prefix: str = "") -> Path:
+    """``output/[<prefix>-]<exercise>-<length>[-group].<fmt>``: the prefix is the only
+    part that can tell two clients apart, and the caller chooses it."""
+    parts = [prefix] if prefix else []
+    parts += [exercise.name, str(script.meta.get("length") or "standard")]
     if script.meta.get("group"):
         parts.append("group")
     return folder / (("-".join(parts)) + f".{fmt}")
@@ -125,11 +153,16 @@ def render_track(request: TrackRequest, *, engine: SpeechEngine | None = None,
     """Render, synthesise, assemble, master and write one track; sidecars after the audio."""
     exercise, script = prepare_script(request)
     fmt = format_for(request.output, request.export.format)
-    path = request.output or default_output(exercise, script, fmt)
+    path = request.output or default_output(exercise, script, fmt, prefix=request.name_prefix)
     check_writable(path, request.force)
+    from compassion_audio.output.tags import check_tags
+
+    check_tags(request.export.tags)  # a bad --year or --track fails now, not after the speaking
     export = replace(request.export, format=fmt)
     profile = request.voice_profile or resolve_voice(None)
-    voice = request.voice or voice_settings(profile)
+    if engine is None:
+        profile = usable(profile)  # its fallback, announced, when its engine cannot load here
+    voice = request.voice or profile.settings
     request = replace(request, voice=voice)
     sentences = [s.text for s in script.speech]
     own_engine = engine is None
@@ -158,7 +191,7 @@ def render_track(request: TrackRequest, *, engine: SpeechEngine | None = None,
         if own_engine:
             stack.callback(counting.close)
         if request.use_cache:
-            cache = ClipCache(request.cache_dir or default_cache_dir())
+            cache = stack.enter_context(ClipCache(request.cache_dir or default_cache_dir()))
         else:
             cache = stack.enter_context(ClipCache.temporary())
         source = ClipSource(sentences, counting, cache, sample_rate=request.mix.sample_rate,
@@ -169,7 +202,7 @@ def render_track(request: TrackRequest, *, engine: SpeechEngine | None = None,
         sidecars = _write_sidecars(timeline, path, export)
     return TrackResult(path=path, timeline=timeline, mastering=mastering,
                        phrases=len(set(sentences)), synthesised=counting.calls,
-                       sidecars=tuple(sidecars))
+                       sidecars=tuple(sidecars), breathing=request.breathing)
 
 
 def _check_pack(engine: SpeechEngine, sentences: list[str], fallback) -> None:
@@ -235,10 +268,10 @@ def _write_audio(script: Script, source: ClipSource, request: TrackRequest, sour
     plan = _plan(script, estimate_clips(source.distinct, request.voice, sr), request, sources)
     predicted = math.nan
     if target is not None:
-        predicted = predict(plan, mix=mix, breathing=request.breathing, voice_lufs=CLIP_LUFS,
+        predicted = predict(plan, mix=mix, voice_lufs=CLIP_LUFS,
                             bell=sources.bell, bell_gain=db_to_gain(BELL_PEAK_DB), bed=sources.bed,
                             tone_steps=mixer.tone_powers(plan)).gain_db
-    meter = LoudnessMeter(sr, mixer.channels, true_peak=False) if target is not None else None
+    meter = LoudnessMeter(sr, mixer.channels) if target is not None else None
     lossy = export.format in LOSSY
     master = StreamMaster(mixer, 0.0 if target is None else predicted, lossy=lossy, meter=meter)
 
@@ -255,7 +288,7 @@ def _write_audio(script: Script, source: ClipSource, request: TrackRequest, sour
         return master.done, frames
 
     stream = _reporting(blocks(), "render", progress, position) if progress else blocks()
-    with atomic_output(path) as tmp:
+    with atomic_output(path, private=request.private) as tmp:
         encode(stream, tmp, sample_rate=sr, channels=mixer.channels, settings=export)
         timeline = mixer.timeline
         mastering = Mastering(0.0)
@@ -263,9 +296,11 @@ def _write_audio(script: Script, source: ClipSource, request: TrackRequest, sour
             whole, voice = measured(meter, timeline)
             mastering = Mastering(predicted, whole, voice, predicted_gain_db=predicted)
             correction = gain_for(whole, voice, target)
+            log.debug("mastering: predicted gain %+.2f dB; measured %.2f LUFS (voice %.2f); correction %+.2f dB",
+                      predicted, whole, voice, correction)
             if abs(correction) > TOLERANCE_DB:
                 gain = predicted + correction
-                meter = LoudnessMeter(sr, mixer.channels, true_peak=False)
+                meter = LoudnessMeter(sr, mixer.channels)
                 second = StreamMaster(mixer, gain, lossy=lossy, meter=meter)
                 again = second.advance()
                 if progress:
@@ -274,19 +309,9 @@ def _write_audio(script: Script, source: ClipSource, request: TrackRequest, sour
                 encode(again, tmp, sample_rate=sr, channels=mixer.channels, settings=export)
                 whole, voice = measured(meter, timeline)
                 mastering = Mastering(gain, whole, voice, predicted_gain_db=predicted, passes=2)
-        if export.format == "m4a":
-            _remux_with_metadata(tmp, tagging.ffmetadata(tags, timeline.chapters, sr))
         tagging.write_tags(tmp, export.format, tags, chapters=timeline.chapters, sample_rate=sr,
                            cover=export.cover, duration_frames=timeline.frames)
     return timeline, mastering
-
-
-def _remux_with_metadata(path: Path, ffmetadata: str) -> None:
-    """Add tags and chapters to an M4A after encoding (they are known only at the end)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        meta = Path(tmp) / "meta.txt"
-        meta.write_text(ffmetadata, encoding="utf-8")
-        remux_m4a(path, Path(tmp) / ("remuxed" + path.suffix), meta)
 
 
 def _reporting(blocks, stage: str, progress: Progress, position: Callable[[], tuple[int, int]]):

@@ -1,15 +1,34 @@
 """Shared fixtures: a fake engine with exact sample counts, isolated cache and output folders."""
 from __future__ import annotations
 
+import base64
+import inspect
 import math
+import re
 import subprocess
+import typing
+from pathlib import Path
+
+import mutagen
 
 import numpy as np
 import pytest
+from mutagen.flac import Picture
+from mutagen.id3 import ID3
+from mutagen.mp4 import MP4
+from scipy.signal import resample_poly
 
 from compassion_audio.core.audio import Audio
-from compassion_audio.speech.engines.base import EngineVoice
+from compassion_audio.sound.mastering import TOLERANCE_DB
+from compassion_audio.speech.clip_source import ClipSource
+from compassion_audio.speech.engines.base import EngineVoice, SpeechEngine
 from compassion_audio.core.tools import ffmpeg_exe
+
+FILE_LOUDNESS_LU = TOLERANCE_DB + 0.1
+"""How far ffmpeg may read a mastered file from its loudness target: what mastering promises
+(a pass within TOLERANCE_DB of the target is kept; one further off is written again, with the
+gain corrected) plus ffmpeg's meter on the encoded file - within 0.02 LU of the product's on
+MP3, Opus, AAC, FLAC and WAV - printed to one decimal."""
 
 FAKE_RATE = 44100
 FAKE_PAD = 2205           # 50 ms of engine silence before and after every phrase
@@ -49,6 +68,38 @@ class FakeEngine:
 
     def close(self) -> None:
         pass
+
+
+def spoken_clips(sentences, engine, cache, *, sample_rate: int, lexicon=None) -> dict:
+    """Sentence -> clip, as render.py gets them: the cache hits, then ClipSource.ahead()."""
+    source = ClipSource(sentences, engine, cache, sample_rate=sample_rate, lexicon=lexicon)
+    clips = dict(source.ready)
+    clips.update(source.ahead())
+    return {s: clips[s] for s in source.distinct}
+
+
+def protocol_problems(cls: type, protocol: type = SpeechEngine) -> list[str]:
+    """What ``cls`` lacks of ``protocol``: each attribute, and each method with the protocol's
+    parameter names and return annotation (isinstance on a runtime-checkable protocol
+    only checks that the names exist)."""
+    problems = []
+    for attr, kind in typing.get_type_hints(protocol).items():
+        value = getattr(cls, attr, None)
+        if not isinstance(value, kind):
+            problems.append(f"{attr}: {value!r} is not a {kind.__name__}")
+    for name, wanted in vars(protocol).items():
+        if name.startswith("_") or not inspect.isfunction(wanted):
+            continue
+        got = getattr(cls, name, None)
+        if not inspect.isfunction(got):
+            problems.append(f"{name}: missing")
+            continue
+        want_sig, got_sig = inspect.signature(wanted), inspect.signature(got)
+        if list(got_sig.parameters) != list(want_sig.parameters):
+            problems.append(f"{name}{got_sig} != {name}{want_sig}")
+        elif got_sig.return_annotation not in (want_sig.return_annotation, inspect.Signature.empty):
+            problems.append(f"{name} returns {got_sig.return_annotation}, not {want_sig.return_annotation}")
+    return problems
 
 
 @pytest.fixture
@@ -103,6 +154,13 @@ def ebur128(path) -> dict:
     return out
 
 
+def independent_true_peak_db(x: np.ndarray) -> float:
+    """4x oversampled peak in dBTP by scipy's polyphase resampler: a Kaiser FIR of its own
+    design (81 taps at 4x against the product's 33-tap phases), not the product's detector."""
+    up = resample_poly(np.asarray(x, dtype=np.float64), 4, 1, axis=0, window=("kaiser", 8.0))
+    return float(20 * np.log10(np.abs(up).max()))
+
+
 def median_f0(x: np.ndarray, sr: int, *, min_windows: int = 0) -> float:
     """Median pitch by autocorrelation over 40 ms voiced windows (60-400 Hz); windows
     quieter than 1/40 of the loudest sample are skipped."""
@@ -121,3 +179,41 @@ def median_f0(x: np.ndarray, sr: int, *, min_windows: int = 0) -> float:
             found.append(sr / lag)
     assert len(found) >= min_windows, "too few voiced windows to measure pitch"
     return float(np.median(found))
+
+
+def ffmetadata_view(path) -> tuple[dict, list[tuple[str, float, float]]]:
+    """Tags and chapters (title, start s, end s) as ffmpeg reads them from a file, via
+    ``-f ffmetadata`` (imageio-ffmpeg ships no ffprobe); -copyts: no shift by the encoder delay."""
+    path = Path(path)
+    # ffmpeg files Ogg comments under the stream, not the container.
+    stream_tags = ["-map_metadata", "0:s:0"] if path.suffix in (".ogg", ".opus") else []
+    proc = subprocess.run([ffmpeg_exe(), "-v", "error", "-nostdin", "-copyts", "-i", str(path), *stream_tags,
+                           "-f", "ffmetadata", "-"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    head, *sections = re.split(r"^\[CHAPTER\]\n", proc.stdout, flags=re.M)
+    unescape = lambda v: re.sub(r"\\(.)", r"\1", v)  # noqa: E731
+    found = {}
+    for line in head.splitlines()[1:]:
+        key, _, value = line.partition("=")
+        found[key.lower()] = unescape(value)
+    chapters = []
+    for section in sections:
+        fields = dict(line.split("=", 1) for line in section.splitlines() if "=" in line)
+        num, den = map(int, fields["TIMEBASE"].split("/"))
+        chapters.append((unescape(fields["title"]), int(fields["START"]) * num / den,
+                         int(fields["END"]) * num / den))
+    return found, sorted(chapters, key=lambda c: c[1])
+
+
+def embedded_pictures(path) -> list[bytes]:
+    """The image bytes of every picture in a file, read by mutagen directly (ID3 APIC,
+    MP4 covr, FLAC picture blocks, Ogg METADATA_BLOCK_PICTURE)."""
+    audio = mutagen.File(path)
+    tags = audio.tags
+    if isinstance(tags, ID3):
+        return [apic.data for apic in tags.getall("APIC")]
+    if isinstance(audio, MP4):
+        return [bytes(c) for c in (tags or {}).get("covr", [])]
+    pictures = [p.data for p in getattr(audio, "pictures", [])]
+    blocks = tags.get("METADATA_BLOCK_PICTURE", []) if tags is not None else []
+    return pictures + [Picture(base64.b64decode(b)).data for b in blocks]

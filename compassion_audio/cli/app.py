@@ -1,13 +1,15 @@
 """The command line: a thin click layer over the library (parse, build settings, call, report)."""
 from __future__ import annotations
 
+import logging
 import sys
-from pathlib import Path
+import warnings
+from collections.abc import Callable
 
 import click
 
 from compassion_audio import __version__
-from compassion_audio.core.errors import CompassionAudioError
+from compassion_audio.core.errors import CompassionAudioError, Notice
 
 
 class _Group(click.Group):
@@ -15,7 +17,11 @@ class _Group(click.Group):
 
     def invoke(self, ctx: click.Context):
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                # A voice replaced by its fallback, a cache that cannot be written: one line, every time.
+                warnings.simplefilter("always", Notice)
+                warnings.showwarning = _one_line(warnings.showwarning)
+                return super().invoke(ctx)
         except CompassionAudioError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -24,6 +30,18 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("stopped: nothing was left half-written", err=True)
             ctx.exit(130)
+
+
+def _one_line(show):
+    """warnings.showwarning that prints a Notice as one line on stderr, others as ``show`` does."""
+
+    def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, Notice):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            show(message, category, filename, lineno, file, line)
+
+    return show_warning
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,6 +58,28 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    if debug:
+        ctx.call_on_close(_show_debug_log())
+
+
+def _show_debug_log() -> Callable[[], None]:
+    """--debug: the library's decisions (tools found, cache hits, mastering gain) on stderr.
+
+    The debug lines name files, tools and phrase hashes, never a phrase's text or a
+    profile value; tracebacks shown with --debug may still contain them.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("debug: %(name)s: %(message)s"))
+    root = logging.getLogger("compassion_audio")
+    root.addHandler(handler)
+    level = root.level
+    root.setLevel(logging.DEBUG)
+
+    def restore() -> None:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+    return restore
 
 
 def main() -> None:
@@ -48,12 +88,14 @@ def main() -> None:
 
 def _register() -> None:
     # Command modules define plain click commands and never import this module (no cycle).
-    from compassion_audio.cli import authoring, tracks, voices
+    from compassion_audio.cli import authoring, play, tracks, voices
 
     for command in (tracks.list_command, tracks.show_command, tracks.render_command,
                     authoring.check_command, authoring.new_command, authoring.client_group,
-                    authoring.cache_group, voices.voices_group):
+                    authoring.cache_group, voices.voices_group, play.play_command):
         cli.add_command(command)
+    from compassion_audio.cli.album import album_group
+    cli.add_command(album_group)
 
 
 _register()

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import click
 
-from compassion_audio.core.settings import BreathingSettings, ExportSettings, MixSettings
 from compassion_audio.core.errors import ParameterError
+from compassion_audio.core.ratio import parse_ratio
+from compassion_audio.core.settings import ExportSettings, MixSettings
+from compassion_audio.script.templates import LENGTHS
 
 TAG_OPTIONS = ("title", "artist", "album", "track", "year", "comment", "genre")
 
@@ -26,7 +28,7 @@ SETS_OPTION = click.option("-s", "--set", "sets", multiple=True, metavar="KEY=VA
                            help="Set a parameter or profile value (repeatable), e.g. -s place.smell=pine.")
 CLIENT_OPTION = click.option("--client", type=click.Path(path_type=Path, dir_okay=False),
                              help="A client profile (TOML; 'compassion-audio client new' writes one).")
-LENGTH_OPTION = click.option("--length", type=click.Choice(["short", "standard", "long"]),
+LENGTH_OPTION = click.option("--length", type=click.Choice(LENGTHS),
                              help="The version of the practice (default: the profile's, else standard).")
 GROUP_OPTION = click.option("--group", is_flag=True,
                             help="The group variant: no names, inclusive wording.")
@@ -46,20 +48,6 @@ def parse_sets(pairs: tuple[str, ...]) -> dict[str, str]:
                                  hint="write e.g. -s name=Jane")
         values[key.strip()] = value
     return values
-
-
-def parse_ratio(text: str | None, option: str = "--ratio") -> tuple[float, float] | None:
-    """``4:6`` -> (4.0, 6.0)."""
-    if text is None:
-        return None
-    a, sep, b = text.partition(":")
-    try:
-        value = (float(a), float(b))
-    except ValueError:
-        value = None
-    if not sep or value is None or min(value) <= 0:
-        raise ParameterError(f"{text!r} is not an in:out ratio", source=option, hint="write e.g. 4:6")
-    return value
 
 
 def parse_pattern(text: str | None) -> dict[str, float]:
@@ -102,7 +90,7 @@ def breathing_overrides(rate, ratio, pattern, no_tones, style, tones_in_pauses) 
     if rate is not None:
         fields["breaths_per_min"] = rate
     if ratio is not None:
-        fields["ratio"] = parse_ratio(ratio)
+        fields["ratio"] = parse_ratio(ratio, source="--ratio")
     if no_tones:
         fields["tones"] = False
     if style is not None:
@@ -140,6 +128,3 @@ def export_settings(*, fmt=None, bitrate=None, captions=False, timeline=False, c
         export = replace(export, bitrate=bitrate)
     return export
 
-
-def default_breathing() -> BreathingSettings:
-    return BreathingSettings()
