@@ -114,6 +114,30 @@ def _isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("COMPASSION_AUDIO_EXERCISES", raising=False)
 
 
+@pytest.fixture
+def isolated_voices(tmp_path, monkeypatch):
+    """Only the shipped profiles and hibari's bundled voice: no user voices folder, no hibari cache."""
+    monkeypatch.setenv("HIBARI_HOME", str(tmp_path / "hibari-home"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("COMPASSION_AUDIO_VOICES", raising=False)
+
+
+@pytest.fixture
+def started_workers(monkeypatch) -> list[int]:
+    """The pids of every pyttsx3 speech worker started while the test runs, in order."""
+    from compassion_audio.speech.engines import pyttsx3_engine
+
+    started: list[int] = []
+    real_init = pyttsx3_engine._Worker.__init__
+
+    def recording_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        started.append(self.pid)
+
+    monkeypatch.setattr(pyttsx3_engine._Worker, "__init__", recording_init)
+    return started
+
+
 def decode(path, sample_rate: int = 44100) -> np.ndarray:
     """Decode any audio file the product wrote to mono float32 (independently of the product)."""
     proc = subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(path), "-f", "f32le", "-ac", "1",

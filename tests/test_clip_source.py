@@ -16,7 +16,6 @@ from compassion_audio.render import TrackRequest, render_track
 from compassion_audio.speech import voices
 from compassion_audio.speech.cache import ClipCache
 from compassion_audio.speech.clip_source import ClipSource
-from compassion_audio.speech.engines import pyttsx3_engine
 
 from .conftest import FakeEngine
 
@@ -153,17 +152,10 @@ def alive(pid: int) -> bool:
 
 
 @pytest.mark.engine
-def test_an_interrupted_render_leaves_no_thread_and_no_worker(tmp_path, monkeypatch):
+def test_an_interrupted_render_leaves_no_thread_and_no_worker(tmp_path, monkeypatch, started_workers):
     """Ctrl-C while the track is being written (KeyboardInterrupt in the main thread, here
     from the progress callback): no helper thread and no speech worker outlive the render."""
-    started: list[int] = []
-    real_init = pyttsx3_engine._Worker.__init__
-
-    def recording_init(self, *args, **kwargs):
-        real_init(self, *args, **kwargs)
-        started.append(self.pid)
-
-    monkeypatch.setattr(pyttsx3_engine._Worker, "__init__", recording_init)
+    started = started_workers
     script = tmp_path / "long.txt"
     script.write_text("\n".join(f"Sentence {i}: let the breath settle, slowly and kindly."
                                 for i in range(60)) + "\n", encoding="utf-8")

@@ -25,17 +25,9 @@ from compassion_audio.speech.voice_listing import VoiceListing
 from .conftest import decode, ebur128
 from .test_voice_renders import PLAIN, PLAIN_PAUSES, cli_run, gaps, median_f0, voice_runs
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.usefixtures("isolated_voices")]
 
 SHIPPED = sorted(p.stem for p in voices.PROFILES_DIR.glob("*.toml"))
-
-
-@pytest.fixture(autouse=True)
-def no_voices_of_the_machines(tmp_path, monkeypatch):
-    """Only the shipped profiles and hibari's bundled voice: no user folder, no hibari cache."""
-    monkeypatch.setenv("HIBARI_HOME", str(tmp_path / "hibari-home"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.delenv("COMPASSION_AUDIO_VOICES", raising=False)
 
 
 @pytest.fixture

@@ -337,17 +337,10 @@ def test_takes_at_two_wrong_paces_are_an_error_naming_the_phrase(fault):
             eng.synthesize(FIRST)
 
 
-def test_closing_during_a_hung_phrase_starts_no_new_worker(fault, monkeypatch):
+def test_closing_during_a_hung_phrase_starts_no_new_worker(fault, monkeypatch, started_workers):
     """close() from another thread (an interrupted render) while a phrase hangs: the worker
     is stopped, and the failed phrase does not start a fresh one behind it."""
-    started: list[int] = []
-    real_init = pyttsx3_engine._Worker.__init__
-
-    def recording_init(self, *args, **kwargs):
-        real_init(self, *args, **kwargs)
-        started.append(self.pid)
-
-    monkeypatch.setattr(pyttsx3_engine._Worker, "__init__", recording_init)
+    started = started_workers
     fault("hang", "always")
     eng = Pyttsx3Engine(VoiceSettings(), timeout_seconds=30.0)
     outcome = []

@@ -14,16 +14,9 @@ from .conftest import decode
 from .test_hibari_engine import own_voice
 from .test_voice_renders import cli_run, voice_runs
 
-pytestmark = pytest.mark.engine
+pytestmark = [pytest.mark.engine, pytest.mark.usefixtures("isolated_voices")]
 
 TWO = "Welcome to this practice.\n[pause 2s]\nLet your breath slow a little.\n"
-
-
-@pytest.fixture(autouse=True)
-def isolated_voices(tmp_path, monkeypatch):
-    monkeypatch.setenv("HIBARI_HOME", str(tmp_path / "hibari-home"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    monkeypatch.delenv("COMPASSION_AUDIO_VOICES", raising=False)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import replace
-from pathlib import Path
 
 from compassion_audio.album import probe
 from compassion_audio.album.plan import AlbumPlan, PlannedTrack

@@ -12,7 +12,7 @@ from compassion_audio.core.settings import BreathingSettings
 from compassion_audio.core.timeline import Timeline
 from compassion_audio.output.caption_text import wrap_lines
 from compassion_audio.output.captions import cues as caption_cues
-from compassion_audio.output.tags import chapter_marks
+from compassion_audio.output.chapters import chapter_marks
 from compassion_audio.render import TrackResult
 from compassion_audio.sound.tones import BreathPattern, cycle_start_frame, whole_cycles
 

@@ -7,7 +7,7 @@ _APOSTROPHE = "['’]"
 FIRST_PERSON = re.compile(rf"(?<![\w'’-])(?:I(?:{_APOSTROPHE}(?:m|ve|d|ll))?|me|my|mine|myself)(?![\w'’-])",
                           re.IGNORECASE)
 """I, me, my, mine, myself and I'm / I've / I'd / I'll, as whole words."""
-_I_VERB = re.compile(rf"(?<![\w'’-])I\s+(am|was)(?![\w'’-])", re.IGNORECASE)
+_I_VERB = re.compile(r"(?<![\w'’-])I\s+(am|was)(?![\w'’-])", re.IGNORECASE)
 _SECOND = {"i": "you", "me": "you", "my": "your", "mine": "yours", "myself": "yourself"}
 
 
