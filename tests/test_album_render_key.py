@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from compassion_audio.album import identity
+from compassion_audio.speech import voice_identity as identity
 from compassion_audio.album.keys import resolve, up_to_date
 from compassion_audio.cli.app import cli
 from compassion_audio.output.tags import read_render_key, write_tags

@@ -194,7 +194,9 @@ def test_the_meter_sees_the_mastered_output(clips):
     out = np.concatenate(list(master.advance()))
     separate = LoudnessMeter(SR, 1)
     separate.add(out)
-    assert meter.integrated_lufs() == pytest.approx(separate.integrated_lufs(), abs=1e-9)
+    # Equal up to the float32 filter's rounding, which differs with the block split (~1e-7 LU);
+    # a block metered twice, skipped or ungained would move it by over 0.01 LU.
+    assert meter.integrated_lufs() == pytest.approx(separate.integrated_lufs(), abs=1e-5)
 
 
 def detector_peaks(raw: np.ndarray) -> np.ndarray:

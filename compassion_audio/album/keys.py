@@ -11,10 +11,11 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from compassion_audio import __version__
-from compassion_audio.album.identity import voice_identity
+from compassion_audio.speech.voice_identity import voice_identity
 from compassion_audio.core.errors import VoiceFallback
 from compassion_audio.core.segments import Script
-from compassion_audio.core.tools import ffmpeg_exe, file_sha256
+from compassion_audio.core.input_files import file_sha256
+from compassion_audio.core.tools import ffmpeg_exe
 from compassion_audio.output.export import format_for
 from compassion_audio.output.tags import read_render_key
 from compassion_audio.render import TrackRequest, default_output, default_tags, prepare_script
@@ -157,5 +158,8 @@ def up_to_date(decided: Resolved) -> bool:
     path, export = decided.path, decided.request.export
     wanted = [".vtt", ".srt", ".txt"] if export.captions else []
     wanted += [".timeline.json"] if export.timeline_json else []
-    return (path.is_file() and stored_key(path) == decided.key
-            and all(path.with_suffix(suffix).is_file() for suffix in wanted))
+    try:
+        return (path.is_file() and stored_key(path) == decided.key
+                and all(path.with_suffix(suffix).is_file() for suffix in wanted))
+    except OSError:  # e.g. a name too long for the file system: not there, so not up to date
+        return False

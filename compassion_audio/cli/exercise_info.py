@@ -6,8 +6,6 @@ from compassion_audio.script.lint import template_values
 from compassion_audio.script.params import default_text, describe
 from compassion_audio.script.personalise import Personalised
 from compassion_audio.script.profile import empty_profile
-from compassion_audio.script.templates import render_script
-from compassion_audio.sound.estimate import estimate_timeline
 
 SET_BY = {"profile": "set by profile", "-s": "set by -s"}
 
@@ -15,6 +13,9 @@ SET_BY = {"profile": "set by profile", "-s": "set by -s"}
 def estimated_seconds(exercise: Exercise) -> dict[str, float]:
     """Seconds per length as the exercise renders with its defaults (a stand-in for each
     required parameter), the default voice and breathing: the figures ``list`` prints."""
+    from compassion_audio.script.templates import render_script
+    from compassion_audio.sound.estimate import estimate_timeline  # numpy: only when estimating
+
     values = template_values(exercise, empty_profile())
     return {length: estimate_timeline(render_script(exercise, values, length=length)).seconds
             for length in exercise.lengths}

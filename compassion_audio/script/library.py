@@ -12,7 +12,8 @@ from compassion_audio.core.errors import ExerciseNotFound, TemplateError
 from compassion_audio.core.tomlfile import BOM, line_of_key, parse_toml
 from compassion_audio.script import markers
 from compassion_audio.script.params import Param, parse_params
-from compassion_audio.script.templates import LENGTHS, compile_body
+from compassion_audio.script.sandbox import BUILTIN_DIR
+from compassion_audio.script.templates import LENGTHS, compile_body, read_template
 
 ENV_VAR = "COMPASSION_AUDIO_EXERCISES"
 FRONT_KEYS = ("title", "summary", "lengths", "group", "params")
@@ -54,7 +55,7 @@ class Exercise:
 
 def builtin_dir() -> Path:
     """The folder of the exercises shipped with the package."""
-    return Path(__file__).resolve().parent / "exercises"
+    return BUILTIN_DIR
 
 
 def exercise_dirs(extra: Sequence[Path] = ()) -> list[Path]:
@@ -91,18 +92,21 @@ def find_exercise(name_or_path: str, extra_dirs: Sequence[Path] = ()) -> Exercis
 
 def list_exercises(extra_dirs: Sequence[Path] = ()) -> list[Exercise]:
     """Every exercise once (the first folder that has a name wins), sorted by name."""
+    return [load_exercise(path) for path in exercise_files(extra_dirs).values()]
+
+
+def exercise_files(extra_dirs: Sequence[Path] = ()) -> dict[str, Path]:
+    """The file of every exercise ``list_exercises`` loads, by name, sorted by name - found
+    without reading them (``list`` reuses what it learnt of a file it has seen before)."""
     found = _available(exercise_dirs(extra_dirs))
-    return [load_exercise(found[name]) for name in sorted(found)]
+    return {name: found[name] for name in sorted(found)}
 
 
 def load_exercise(path: Path) -> Exercise:
     """Read and validate a template file: front matter, Jinja syntax and literal markers."""
     path = Path(path)
     source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8").removeprefix(BOM)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TemplateError(f"cannot read the template: {exc}", source=source) from None
+    text = read_template(path).removeprefix(BOM)
     front, front_line, body_line = _split_front(text, source)
     lines = text.splitlines()
     body = "\n" * (body_line - 1) + "\n".join(lines[body_line - 1:]) + ("\n" if text.endswith("\n") else "")

@@ -1,5 +1,8 @@
 """A voice's identity (the engine's own identity(), as the phrase cache keys clips on it), remembered per machine.
 
+A render whose phrases are all cached takes the identity from here and never starts its engine;
+albums decide from it which tracks are up to date.
+
 Starting an engine to ask it takes 0.7-0.8 s (a pyttsx3 worker process, or the hibari
 runtime's import). The identity depends only on the profile, the installed engine packages
 and the files they read, so it is remembered under a fingerprint of those - package versions,
@@ -39,17 +42,50 @@ def voice_identity(profile: VoiceProfile, fallback: VoiceProfile | None = None, 
     fingerprint is known (``memo_dir`` None: always ask the engine)."""
     if profile.settings.engine == "pack" or memo_dir is None:
         return _ask_engine(profile, fallback)  # a pack's identity is its recordings: always read them
-    print_ = fingerprint(profile, fallback)
-    memo = Path(memo_dir) / MEMO_FOLDER / f"{print_}.json"
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+    identity = remembered_identity(profile, fallback, memo_dir)
+    if identity is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", VoiceFallback)  # the render itself announces a fallback
+            engine = create_engine(profile, fallback=fallback)
+        try:
+            identity = remember_identity(engine, profile, fallback, memo_dir)
+        finally:
+            engine.close()
+    return identity
+
+
+def remembered_identity(profile: VoiceProfile, fallback: VoiceProfile | None, memo_dir: Path) -> dict | None:
+    """The identity remembered for this voice and installation, or None (never starts an engine;
+    a pack is never remembered: its identity is its recordings)."""
+    if profile.settings.engine == "pack":
+        return None
+    memo = _memo_path(profile, fallback, memo_dir)
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
         entry = json.loads(memo.read_text(encoding="utf-8"))
         if all(_stat(Path(p)) == s for p, s in entry["files"].items()):
             return entry["identity"]
-    identity, files = _ask_engine(profile, fallback, with_files=True)
+    return None
+
+
+def remember_identity(engine, profile: VoiceProfile, fallback: VoiceProfile | None, memo_dir: Path) -> dict:
+    """Ask a started engine its identity (as JSON gives it back), remember it, and return it."""
+    identity = _plain_identity(engine)
+    # The model file the engine read, so a file replaced under the same name is noticed.
+    model = getattr(engine, "_model", None)
+    files = {str(model): _stat(Path(model))} if isinstance(model, Path) else {}
+    memo = _memo_path(profile, fallback, memo_dir)
     with contextlib.suppress(OSError):
         memo.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(memo, json.dumps({"identity": identity, "files": files}, sort_keys=True))
     return identity
+
+
+def _memo_path(profile: VoiceProfile, fallback: VoiceProfile | None, memo_dir: Path) -> Path:
+    return Path(memo_dir) / MEMO_FOLDER / f"{fingerprint(profile, fallback)}.json"
+
+
+def _plain_identity(engine) -> dict:
+    return json.loads(json.dumps(engine.identity(), sort_keys=True, default=str))
 
 
 def fingerprint(profile: VoiceProfile, fallback: VoiceProfile | None = None) -> str:
@@ -77,20 +113,14 @@ def _profile_facts(profile: VoiceProfile) -> dict:
     return facts
 
 
-def _ask_engine(profile: VoiceProfile, fallback: VoiceProfile | None, *, with_files: bool = False):
+def _ask_engine(profile: VoiceProfile, fallback: VoiceProfile | None) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", VoiceFallback)  # the render itself announces a fallback
         engine = create_engine(profile, fallback=fallback)
     try:
-        identity = json.loads(json.dumps(engine.identity(), sort_keys=True, default=str))
-        # The model file the engine read, so a file replaced under the same name is noticed.
-        model = getattr(engine, "_model", None)
+        return _plain_identity(engine)
     finally:
         engine.close()
-    if not with_files:
-        return identity
-    files = {str(model): _stat(Path(model))} if isinstance(model, Path) else {}
-    return identity, files
 
 
 def _stat(path: Path | None) -> list | None:
