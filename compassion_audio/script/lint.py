@@ -15,7 +15,7 @@ from compassion_audio.script.pause_notes import ELLIPSIS, ellipsis_message, note
 from compassion_audio.script.personalise import breathing_settings
 from compassion_audio.script.profile import ClientProfile, empty_profile, parse_profile
 from compassion_audio.script.source_lines import template_lines
-from compassion_audio.script.templates import VARIANTS, parse_rendered, render_text
+from compassion_audio.script.templates import VARIANTS, check_track_length, parse_rendered, render_text
 
 CONTEXT_NAMES = frozenset({"length", "group", "pause", "breathe", "bell", "chapter", "pick",
                            "join_and"})
@@ -117,7 +117,10 @@ def _check_version(exercise, profile, length, group, where, problems) -> Script 
     try:
         text = render_text(exercise, values, length=length, group=group)
     except SourceError as exc:
-        problems.append(Problem("error", f"{where}: {exc.message}", exc.line))
+        if exc.source != str(exercise.path):  # a template it includes
+            problems.append(Problem("error", f"{where}: {exc}"))
+        else:
+            problems.append(Problem("error", f"{where}: {exc.message}", exc.line))
         return None
     except CompassionAudioError as exc:
         problems.append(Problem("error", f"{where}: {exc}"))
@@ -127,6 +130,11 @@ def _check_version(exercise, profile, length, group, where, problems) -> Script 
     except MarkerError as exc:
         # The line is in the rendered text, not the template: say so rather than point wrongly.
         problems.append(Problem("error", f"{where}: {exc.message} (line {exc.line} of the rendered text)"))
+        return None
+    try:
+        check_track_length(exercise, script)
+    except SourceError as exc:
+        problems.append(Problem("error", f"{where}: {exc.message}"))
         return None
     name = profile.values.get("name") or None
     lines = template_lines(exercise, values, length=length, group=group, text=text)

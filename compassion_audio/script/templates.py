@@ -1,20 +1,22 @@
-"""Rendering exercise templates: sandboxed Jinja2 with helpers, to narration text and typed scripts."""
+"""Rendering exercise templates to narration text and typed scripts: context, helpers, errors at
+their template line (the sandbox and its limits: ``sandbox.py``)."""
 from __future__ import annotations
 
 import functools
-
 import traceback
 from dataclasses import replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Mapping
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
 
 from compassion_audio.core.errors import MarkerError, ParameterError, TemplateError
+from compassion_audio.core.limits import MAX_TEMPLATE_BYTES, MAX_TRACK_SECONDS
 from compassion_audio.core.segments import Bell, Breathe, Chapter, Pause, Script, Segment, Speech
-from compassion_audio.core.text import clean_text, join_and, tidy_lines
-from compassion_audio.script import markers
+from compassion_audio.core.settings import RATE_WPM_RANGE
+from compassion_audio.core.text import clean_text, tidy_lines, word_count
+from compassion_audio.script import markers, sandbox
 from compassion_audio.script.params import TYPE_WORDS, check_type, from_string, in_range
 
 if TYPE_CHECKING:  # the library imports this module to check templates as it loads them
@@ -36,10 +38,17 @@ def render_text(exercise: Exercise, values: Mapping[str, object] = _EMPTY, *,
                              hint="leave out --group, or give the template group = true and a group variant")
     context = _context(exercise, values, group)
     template = compile_body(exercise.body, str(exercise.path))
+    state = sandbox.Render(roots=sandbox.allowed_roots(exercise.path),
+                           files={template.filename: str(exercise.path)})
+    token = sandbox.RENDER.set(state)
     try:
-        text = template.render(**context, length=length, group=group, **_helpers(length))
+        text = sandbox.streamed(template.generate(**context, length=length, group=group, **_helpers(length)))
+    except TemplateError:
+        raise  # an included template that cannot be read names its own file
     except Exception as exc:  # noqa: BLE001 - any failure inside user template code
-        raise _runtime_error(exc, exercise) from None
+        raise _runtime_error(exc, exercise, state) from None
+    finally:
+        sandbox.RENDER.reset(token)
     return tidy_lines(text)
 
 
@@ -48,7 +57,60 @@ def render_script(exercise: Exercise, values: Mapping[str, object] = _EMPTY, *,
     """Render and parse: the typed segments of one exercise at one length and variant."""
     length = _length(exercise, length)
     text = render_text(exercise, values, length=length, group=group)
-    return parse_rendered(exercise, text, length=length, group=group)
+    script = parse_rendered(exercise, text, length=length, group=group)
+    check_track_length(exercise, script)
+    return script
+
+
+def check_track_length(exercise: Exercise, script: Script) -> None:
+    """Refuse a script that would surely play longer than MAX_TRACK_SECONDS."""
+    if shortest_seconds(script) > MAX_TRACK_SECONDS:
+        raise TemplateError(f"the script would be longer than {sandbox.hours(MAX_TRACK_SECONDS)} "
+                            "(the longest track allowed)", source=str(exercise.path),
+                            hint="shorten its pauses, breathing stretches or text")
+
+
+def shortest_seconds(script: Script) -> float:
+    """A lower bound of how long ``script`` plays: its pauses and breathing stretches, and its
+    words at the fastest speaking rate allowed (no gaps, bells or voice padding), so a track
+    refused for being over a limit is surely over it."""
+    words = sum(word_count(seg.text) for seg in script.segments if isinstance(seg, Speech))
+    seconds = words * 60.0 / RATE_WPM_RANGE[1]
+    for seg in script.segments:
+        if isinstance(seg, Pause):
+            seconds += seg.seconds
+        elif isinstance(seg, Breathe):
+            seconds += (seg.seconds if seg.seconds is not None
+                        else seg.breaths * 60.0 / markers.MAX_BREATHS_PER_MIN)
+    return seconds
+
+
+def read_template(path: Path) -> str:
+    """A template file's text: at most MAX_TEMPLATE_BYTES (checked before it is read), UTF-8,
+    not binary; each refusal names the file, and the line of the first bad byte."""
+    source = str(path)
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_TEMPLATE_BYTES + 1)
+    except OSError as exc:
+        raise TemplateError(f"cannot read the template: {exc.strerror or exc}", source=source) from None
+    if len(data) > MAX_TEMPLATE_BYTES:
+        raise TemplateError(f"the template is larger than {sandbox.size_words(MAX_TEMPLATE_BYTES)} "
+                            "(the largest template read)", source=source,
+                            hint="a practice script is a few KB; split it or take out what is repeated")
+    if b"\0" in data:
+        at = data.index(b"\0")
+        raise TemplateError("the template is a binary file, not text", source=source,
+                            line=data.count(b"\n", 0, at) + 1,
+                            hint="give a .txt.j2 file of plain text saved as UTF-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise TemplateError(f"the template is not UTF-8 text (byte {column} of the line cannot be read)",
+                            source=source, line=line,
+                            hint="save it as UTF-8: in most editors, Save As with the encoding UTF-8") from None
 
 
 def parse_rendered(exercise: Exercise, text: str, *, length: str, group: bool) -> Script:
@@ -62,17 +124,20 @@ def parse_rendered(exercise: Exercise, text: str, *, length: str, group: bool) -
 
 
 def compile_body(body: str, source: str) -> jinja2.Template:
-    """The template body compiled in the sandbox; a syntax error is a TemplateError at its line."""
+    """The template body compiled in the sandbox; a syntax error is a TemplateError at its line.
+
+    The template is named by its file's real path: what it includes is found from there."""
     try:
-        return _compiled(body)
+        return _compiled(body, sandbox.real_path(source))
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"template syntax: {exc.message}", source=source, line=exc.lineno) from None
 
 
 @functools.lru_cache(maxsize=64)
-def _compiled(body: str) -> jinja2.Template:
+def _compiled(body: str, name: str) -> jinja2.Template:
     # Compiling costs ~25 ms a template; `list` renders each exercise at every length.
-    return _ENV.from_string(body)
+    env = sandbox.ENV
+    return env.template_class.from_code(env, env.compile(body, name, name), env.make_globals(None), None)
 
 
 class Namespace:
@@ -152,19 +217,31 @@ def _namespaces(value: object) -> object:
 
 
 def _narratable(value: object) -> object:
-    """Client text made safe to speak: one line, no tags, [ escaped, no trailing stop to double up."""
+    """Client text made safe to speak: one line, spoken as written ([ and a tag-like < escaped,
+    so nothing in it is read as a marker or a tag), no trailing stop to double up."""
     if isinstance(value, list):
         return [v for v in (_narratable(item) for item in value) if v]
     if not isinstance(value, str):
         return value
-    return markers.escape(clean_text(value.replace("<", " ").replace(">", " ")).rstrip(".,;: "))
+    return markers.escape(clean_text(value).rstrip(".,;: "))
 
 
-def _runtime_error(exc: Exception, exercise: Exercise) -> Exception:
-    line = None
+def _runtime_error(exc: Exception, exercise: Exercise, state: sandbox.Render) -> Exception:
+    """The failure as a TemplateError at the innermost template line it happened on."""
+    source, line = str(exercise.path), None
     for frame in traceback.extract_tb(exc.__traceback__):
-        if frame.filename == "<template>":
-            line = frame.lineno
+        if frame.filename in state.files:
+            source, line = state.files[frame.filename], frame.lineno
+    if isinstance(exc, sandbox.Refused):
+        return TemplateError(exc.message, source=source, line=line, hint=exc.hint)
+    if isinstance(exc, jinja2.TemplateNotFound):
+        return TemplateError("include, import or extends names a template file that does not exist",
+                             source=source, line=line,
+                             hint="name it relative to the template, e.g. {% include 'parts/opening.txt.j2' %}")
+    if isinstance(exc, RecursionError):
+        return TemplateError("recursion deeper than Python allows (a template that never stops "
+                             "calling itself)", source=source, line=line,
+                             hint="give the macro, loop or include a condition that ends it")
     if isinstance(exc, jinja2.UndefinedError):
         message = f"undefined: {exc.message}"
         hint = "declare it under [params] or check the spelling"
@@ -174,7 +251,7 @@ def _runtime_error(exc: Exception, exercise: Exercise) -> Exception:
         message, hint = str(exc), None
     else:
         message, hint = f"{type(exc).__name__}: {exc}", None
-    return TemplateError(message, source=str(exercise.path), line=line, hint=hint)
+    return TemplateError(message, source=source, line=line, hint=hint)
 
 
 def _helpers(length: str) -> dict[str, object]:
@@ -233,8 +310,3 @@ def _search_keys(segment: Segment) -> list[str]:
     word = {Pause: "pause", Breathe: "breathe", Bell: "bell", Chapter: "chapter"}[type(segment)]
     title = f" {segment.title}" if isinstance(segment, Chapter) else ""
     return [f"[{word}{title}", f"[{word}", f"{word}("]
-
-
-_ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True,
-                            trim_blocks=True, lstrip_blocks=True)
-_ENV.filters["join_and"] = join_and
