@@ -401,7 +401,7 @@ def _errors(w: dict[str, Path]) -> list[tuple[str, list, str, type]]:
         ("breathing-pattern-range", ["render", tiny, "--pattern", "0.1,0,0.2,0", "-o", "x.wav"],
          "error: breathing: breathing rate 200 breaths/min is out of range (use 3 to 12)", ParameterError),
         ("bitrate", ["render", tiny, "--bitrate", "banana", "-o", "x.mp3"],
-         "error: --bitrate: 'banana' is not a bitrate (write e.g. 128k or 192k)", ParameterError),
+         "error: --bitrate: 'banana' is not a bitrate (write 32k to 320k, e.g. 128k or 192k)", ParameterError),
         ("loudness", ["render", tiny, "--loudness", "loud", "-o", "x.wav"],
          "error: --loudness: 'loud' is not a loudness target "
          "(give LUFS between -40 and -5, e.g. -16, -19 or -23, or 'off')", ParameterError),

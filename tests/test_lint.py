@@ -65,7 +65,7 @@ def test_marker_error_is_reported_with_its_line(tmp_path):
     report = check_exercise(exercise_from(tmp_path, "marker", text))
     errors = [p for p in report.problems if p.severity == "error"]
     assert [p.message for p in errors] == [
-        "standard, individual, empty profile: bad duration 'soon' (line 3 of the rendered text)"]
+        "standard, individual, empty profile: bad duration (line 3 of the rendered text)"]
 
 
 @pytest.mark.parametrize("text, expected", [

@@ -24,8 +24,8 @@ def test_the_cli_refuses_a_rate_just_outside_the_range(command, rate, tmp_path, 
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, [*command, "--rate", str(rate)])
     assert result.exit_code == 2
-    assert result.output.splitlines()[-1] == (
-        f"Error: Invalid value for '--rate': {rate} is not in the range {LOW}<=x<={HIGH}.")
+    assert result.output == (
+        f"error: Invalid value for '--rate': {rate} is not in the range {LOW}<=x<={HIGH}.\n")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -225,7 +225,7 @@ def _sets(value: Any, fail) -> dict[str, str]:
             elif isinstance(item, list) and all(isinstance(i, str) and ";" not in i for i in item):
                 flat[prefix + key] = "; ".join(item)
             else:
-                raise fail("set", f"set: {prefix + key} = {item!r} is not text, a number, yes/no or a list of text")
+                raise fail("set", f"set: {prefix + key} is not text, a number, yes/no or a list of text")
 
     walk(value, "")
     return flat

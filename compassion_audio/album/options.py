@@ -1,14 +1,16 @@
 """Manifest options: one key per `render` option (its name, - as _) and the album page's hold, checked and typed."""
 from __future__ import annotations
 
-import re
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
 from compassion_audio.core.errors import ParameterError
+from compassion_audio.core.limits import MAX_PAUSE_SECONDS
 from compassion_audio.core.ratio import parse_ratio
-from compassion_audio.core.settings import FORMATS, RATE_WPM_RANGE, ExportSettings, MixSettings
+from compassion_audio.core.settings import (BITRATE_KBPS, FORMATS, LOUDNESS_LUFS, RATE_WPM_RANGE, ExportSettings,
+                                            MixSettings, is_bitrate)
 from compassion_audio.script.personalise import breathing_settings
 from compassion_audio.script.profile import ClientProfile
 from compassion_audio.script.templates import LENGTHS
@@ -50,9 +52,11 @@ def _number(low: float | None, high: float | None, *, whole: bool = False):
         wanted = int if whole else (int, float)
         if isinstance(value, bool) or not isinstance(value, wanted):
             raise BadValue(f"{key} must be a {'whole ' if whole else ''}number, not {value!r}")
-        if (low is not None and value < low) or (high is not None and value > high):
+        if (isinstance(value, float) and not math.isfinite(value)) or (low is not None and value < low) \
+                or (high is not None and value > high):
             span = f"{low:g} to {high:g}" if high is not None else f"{low:g} or more"
-            raise BadValue(f"{key} = {value} is out of range", f"use {span}")
+            shown = f"= {value}" if len(str(value)) <= 15 else f"(a {len(str(value))}-digit number)"
+            raise BadValue(f"{key} {shown} is out of range", f"use {span}")
         return value
     return check
 
@@ -99,17 +103,19 @@ def _path(key, value, base) -> Path:
 
 
 def _bitrate(key, value, base):
-    if not isinstance(value, str) or not re.fullmatch(r"\d{2,3}k", value):
-        raise BadValue(f"{key} = {value!r} is not a bitrate", 'write e.g. "128k" or "192k"')
+    low, high = BITRATE_KBPS
+    if not is_bitrate(value):
+        raise BadValue(f"{key} = {value!r} is not a bitrate", f'write "{low}k" to "{high}k", e.g. "128k" or "192k"')
     return value
 
 
 def _loudness(key, value, base):
     if isinstance(value, str) and value.strip().lower() in ("off", "none"):
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not -40 <= value <= -5:
+    low, high = LOUDNESS_LUFS
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
         raise BadValue(f"{key} = {value!r} is not a loudness target",
-                       'give LUFS between -40 and -5, e.g. -16, or "off"')
+                       f'give LUFS between {low:g} and {high:g}, e.g. -16, or "off"')
     return float(value)
 
 
@@ -128,7 +134,8 @@ def _pattern(key, value, base):
         seconds = [float(p) for p in parts if not isinstance(p, bool)]
     except (TypeError, ValueError):
         seconds = []
-    if len(seconds) != 4 or min(seconds) < 0 or seconds[0] <= 0 or seconds[2] <= 0:
+    if len(seconds) != 4 or not all(math.isfinite(s) and s >= 0 for s in seconds) \
+            or seconds[0] <= 0 or seconds[2] <= 0:
         raise BadValue(f"{key} = {value!r} is not in,hold,out,hold seconds", 'write e.g. "4,1,6,1"; holds may be 0')
     breath_in, hold_in, breath_out, hold_out = seconds
     return {"breaths_per_min": 60.0 / sum(seconds), "ratio": (breath_in, breath_out),
@@ -161,7 +168,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("tones", _flag, "breathing-pace tones (false: silence)"),
     Option("no_tones", _flag, "as tones = false"),
     Option("tone_style", _choice(TONE_STYLES), "glide, chime or quiet"),
-    Option("tones_in_pauses", _number(1, None), "also pace pauses at least this many seconds long"),
+    Option("tones_in_pauses", _number(1, MAX_PAUSE_SECONDS), "also pace pauses at least this many seconds long"),
     Option("bells", _flag, "a bell at the start and end"),
     Option("no_bells", _flag, "as bells = false"),
     Option("bell_file", _file, "your own bell sound"),
@@ -173,6 +180,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("timeline", _flag, "<track>.timeline.json beside each track"),
     Option("artist", _text, "artist tag"),
     Option("comment", _text, "comment tag"),
+    Option("silent_timer", _flag, "a track with no speech is wanted: a timer of pauses, breathing and bells"),
     Option("hold", _flag, "the album page (index.html) stops at each chapter's end until Continue"),
 )
 BY_KEY = {option.key: option for option in OPTIONS}

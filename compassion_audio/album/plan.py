@@ -12,7 +12,7 @@ from compassion_audio.core.errors import (AlbumError, AudioError, CompassionAudi
                                           ParameterError, SourceError, TemplateError)
 from compassion_audio.core.segments import Breathe
 from compassion_audio.output.tags import check_tags
-from compassion_audio.render import OUTPUT_DIR, TrackRequest
+from compassion_audio.render import NOTHING_TO_SAY, OUTPUT_DIR, TrackRequest
 from compassion_audio.script.library import find_exercise
 from compassion_audio.script.personalise import personalise
 from compassion_audio.script.profile import ClientProfile, client_file_id, empty_profile, load_profile
@@ -199,6 +199,10 @@ def _track(manifest: Manifest, options: BuildOptions, entry: TrackEntry, folder:
         raise  # the template's own file and line
     except ParameterError as exc:
         raise fail("set", exc.message, exc.hint) from None
+    silent_timer = bool(chosen.get("silent_timer"))
+    if not script.speech and not silent_timer:
+        raise fail(what, NOTHING_TO_SAY, "write the words to speak, or set silent_timer = true for a track "
+                                         "of pauses and bells")
     voice_dirs = tuple(options.voice_dirs) + tuple(chosen.get("voices", ()))
     voice = _voice(chosen.get("voice") or used.profile.voice, voice_dirs, fail, "voice")
     if "rate" in chosen:
@@ -232,7 +236,8 @@ def _track(manifest: Manifest, options: BuildOptions, entry: TrackEntry, folder:
         exercise=exercise.name if exercise.builtin else str(exercise.path), values=used.values, length=length,
         group=group, voice_profile=voice, fallback_profile=fallback, breathing=breathing, mix=mix,
         export=export, output=folder / f"{stem}.{fmt}", force=True, use_cache=options.use_cache,
-        cache_dir=options.cache_dir, exercise_dirs=dirs, personal=True if client and not group else None)
+        cache_dir=options.cache_dir, exercise_dirs=dirs, personal=True if client and not group else None,
+        allow_silent=silent_timer)
     estimate = estimate_timeline(script, voice=voice.settings, breathing=breathing, mix=mix).seconds
     return {"number": entry.number, "title": title, "stem": stem, "request": request, "estimate": estimate,
             "prepared": (exercise, script),

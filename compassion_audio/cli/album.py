@@ -8,11 +8,11 @@ from pathlib import Path
 import click
 
 from compassion_audio.album.progress import AlbumProgress
-from compassion_audio.cli.options import CACHE_DIR_OPTION, EXERCISES_OPTION, VOICES_DIRS
+from compassion_audio.cli.options import CACHE_DIR_OPTION, EXERCISES_OPTION, VOICES_DIRS, Group, UsageLine
 from compassion_audio.core.settings import FORMATS
 
 
-class _AlbumGroup(click.Group):
+class _AlbumGroup(Group):
     """`album FILE.toml ...` builds; `album new FILE.toml` writes an example (a first word that is not
     a subcommand is the manifest)."""
 
@@ -86,10 +86,10 @@ def build_command(manifest, output, clients, client, programme, week, jobs, sing
 
     if programme:
         if manifest is not None or week is None:
-            raise click.UsageError("--programme takes --week N and no manifest")
+            raise UsageLine("--programme takes --week N and no manifest")
         chosen = programme_manifest(programme, week)
     elif manifest is None:
-        raise click.UsageError("give a manifest (compassion-audio album new FILE.toml writes one) or --programme")
+        raise UsageLine("give a manifest (compassion-audio album new FILE.toml writes one) or --programme")
     else:
         chosen = load_manifest(manifest)
     overrides = {key: value for key, value in (("voice", voice), ("format", fmt), ("captions", captions),
@@ -220,7 +220,7 @@ def new_command(file: Path, programme: str | None, week: int | None, force: bool
         raise OutputError(f"{file} already exists: choose another name or add --force to replace it")
     if programme:
         if week is None:
-            raise click.UsageError("--programme takes --week N")
+            raise UsageLine("--programme takes --week N")
         text = programme_text(programme_manifest(programme, week), programme, week)
     else:
         text = EXAMPLE

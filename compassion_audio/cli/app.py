@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import warnings
 from collections.abc import Callable
@@ -9,11 +10,14 @@ from collections.abc import Callable
 import click
 
 from compassion_audio import __version__
+from compassion_audio.cli.options import Group
 from compassion_audio.core.errors import CompassionAudioError, Notice
+from compassion_audio.core.signals import Terminated, stop_on_sigterm
 
 
-class _Group(click.Group):
-    """Turns library errors into one line on stderr and a non-zero exit (tracebacks with --debug)."""
+class _Group(Group):
+    """Turns library errors into one line on stderr and a non-zero exit (tracebacks with --debug);
+    usage mistakes (an unknown command or option) are one line too (``cli.options.Group``)."""
 
     def invoke(self, ctx: click.Context):
         try:
@@ -27,9 +31,10 @@ class _Group(click.Group):
                 raise
             click.echo(f"error: {exc}", err=True)
             ctx.exit(1)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Terminated) as exc:
+            # Ctrl-C, or SIGTERM (stop_on_sigterm in main): the finally blocks have run.
             click.echo("stopped: nothing was left half-written", err=True)
-            ctx.exit(130)
+            ctx.exit(exc.code if isinstance(exc, Terminated) else 128 + signal.SIGINT)
 
 
 def _one_line(show):
@@ -83,7 +88,9 @@ def _show_debug_log() -> Callable[[], None]:
 
 
 def main() -> None:
-    cli(prog_name="compassion-audio")
+    """The command, with SIGTERM stopping it as cleanly as Ctrl-C (exit 143; Ctrl-C 130)."""
+    with stop_on_sigterm():
+        cli(prog_name="compassion-audio")
 
 
 def _register() -> None:

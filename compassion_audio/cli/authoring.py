@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
-from compassion_audio.cli.options import CACHE_DIR_OPTION, EXERCISES_OPTION
+from compassion_audio.cli.options import CACHE_DIR_OPTION, EXERCISES_OPTION, Command, Group
 from compassion_audio.core.errors import OutputError
 from compassion_audio.script.library import find_exercise
 
 
 def _write_new(path: Path, text: str, force: bool) -> None:
     """Write a new file atomically; an existing file is kept unless --force."""
-    from compassion_audio.output.export import check_writable
+    from compassion_audio.output.targets import check_writable
     from compassion_audio.core.files import write_text_atomic
 
     if path.exists() and not force:
@@ -22,7 +22,7 @@ def _write_new(path: Path, text: str, force: bool) -> None:
     write_text_atomic(path, text)
 
 
-@click.command("check")
+@click.command("check", cls=Command)
 @click.argument("exercise")
 @EXERCISES_OPTION
 def check_command(exercise: str, exercise_dirs) -> None:
@@ -53,7 +53,7 @@ def check_command(exercise: str, exercise_dirs) -> None:
     click.echo("No problems found.")
 
 
-@click.command("new")
+@click.command("new", cls=Command)
 @click.argument("name")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False),
               help="Where to write it (default: ./NAME.txt.j2).")
@@ -73,7 +73,7 @@ def new_command(name: str, output: Path | None, force: bool) -> None:
     click.echo(f"Wrote {path}; check it with: compassion-audio check {path}")
 
 
-@click.group("client")
+@click.group("client", cls=Group)
 def client_group() -> None:
     """Client profiles: a client's details once, for every track.
 
@@ -122,7 +122,7 @@ def client_check(path: Path) -> None:
         click.echo(warning, err=True)
 
 
-@click.group("cache")
+@click.group("cache", cls=Group)
 def cache_group() -> None:
     """The synthesised-phrase cache: safe to share between renders running at once.
 

@@ -1,6 +1,7 @@
 """Turning command-line option values into settings objects (shared by render and voices try)."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -9,10 +10,67 @@ import click
 
 from compassion_audio.core.errors import ParameterError
 from compassion_audio.core.ratio import parse_ratio
-from compassion_audio.core.settings import ExportSettings, MixSettings
+from compassion_audio.core.settings import BITRATE_KBPS, LOUDNESS_LUFS, ExportSettings, MixSettings, is_bitrate
 from compassion_audio.script.templates import LENGTHS
 
 TAG_OPTIONS = ("title", "artist", "album", "track", "year", "comment", "genre")
+
+
+class UsageLine(click.UsageError):
+    """A command-line mistake (unknown option, a value out of range) as one line, exit 2."""
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True, file=file)
+
+
+def _one_line(exc: click.UsageError) -> click.UsageError:
+    if isinstance(exc, getattr(click.exceptions, "NoArgsIsHelpError", ())):
+        return exc  # a bare group shows its help
+    line = UsageLine(exc.format_message().rstrip(), ctx=exc.ctx)
+    line.exit_code = exc.exit_code
+    return line
+
+
+class Command(click.Command):
+    """A command whose usage errors are one line (``error: ...``), like every other error."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+
+class Group(click.Group):
+    """A group of commands: its own and its commands' usage errors are one line."""
+
+    command_class = Command
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            raise _one_line(exc) from None
+
+
+Group.group_class = Group
+
+
+class Finite(click.FloatRange):
+    """A float option in a range that refuses NaN and infinity (click's FloatRange lets NaN through:
+    every comparison with it is false)."""
+
+    def convert(self, value, param, ctx):
+        number = value if isinstance(value, float) else click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a number in the range {self._describe_range()}.", param, ctx)
+        return super().convert(number, param, ctx)
 
 
 EXERCISES_OPTION = click.option(
@@ -59,7 +117,8 @@ def parse_pattern(text: str | None) -> dict[str, float]:
         values = [float(p) for p in parts]
     except ValueError:
         values = []
-    if len(values) != 4 or min(values) < 0 or values[0] <= 0 or values[2] <= 0:
+    if len(values) != 4 or not all(math.isfinite(v) and v >= 0 for v in values) \
+            or values[0] <= 0 or values[2] <= 0:
         raise ParameterError(f"{text!r} is not in,hold,out,hold seconds", source="--pattern",
                              hint="write e.g. 4,1,6,1; holds may be 0")
     breath_in, hold_in, breath_out, hold_out = values
@@ -78,9 +137,10 @@ def parse_loudness(text: str | None) -> float | None | str:
         value = float(text)
     except ValueError:
         value = None
-    if value is None or not -40 <= value <= -5:
+    low, high = LOUDNESS_LUFS
+    if value is None or not low <= value <= high:  # NaN fails the comparison too
         raise ParameterError(f"{text!r} is not a loudness target", source="--loudness",
-                             hint="give LUFS between -40 and -5, e.g. -16, -19 or -23, or 'off'")
+                             hint=f"give LUFS between {low:g} and {high:g}, e.g. -16, -19 or -23, or 'off'")
     return value
 
 
@@ -122,9 +182,30 @@ def export_settings(*, fmt=None, bitrate=None, captions=False, timeline=False, c
                             cover=Path(cover) if cover else None,
                             tags={k: str(v) for k, v in (tags or {}).items() if v is not None})
     if bitrate:
-        if not re.fullmatch(r"\d{2,3}k", bitrate):
-            raise ParameterError(f"{bitrate!r} is not a bitrate", source="--bitrate",
-                                 hint="write e.g. 128k or 192k")
-        export = replace(export, bitrate=bitrate)
+        export = replace(export, bitrate=check_bitrate(bitrate, source="--bitrate"))
+    if export.tags.get("track"):
+        check_track(export.tags["track"])
     return export
+
+
+MAX_TRACK_NUMBER = 999
+
+
+def check_track(text: str) -> str:
+    """``3`` or ``3/12``: a track number from 1 to MAX_TRACK_NUMBER, no more than the total."""
+    match = re.fullmatch(r"([0-9]{1,3})(?:/([0-9]{1,3}))?", text.strip())
+    number, total = (int(match.group(1)), int(match.group(2) or match.group(1))) if match else (0, 0)
+    if not 1 <= number <= total:
+        raise ParameterError(f"{text!r} is not a track number", source="--track",
+                             hint=f"write n or n/total from 1 to {MAX_TRACK_NUMBER}, e.g. 3 or 3/12")
+    return text
+
+
+def check_bitrate(text: object, *, source: str) -> str:
+    """``"128k"`` if it is a bitrate in BITRATE_KBPS, else a ParameterError from ``source``."""
+    low, high = BITRATE_KBPS
+    if not is_bitrate(text):
+        raise ParameterError(f"{text!r} is not a bitrate", source=source,
+                             hint=f"write {low}k to {high}k, e.g. 128k or 192k")
+    return text
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import click
 
+from compassion_audio.cli.options import Command
 from compassion_audio.page.locate import find_page
 
 
-@click.command("play")
+@click.command("play", cls=Command)
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--print-path", is_flag=True, help="Only print the page's path; open nothing.")
 def play_command(path: Path, print_path: bool) -> None:

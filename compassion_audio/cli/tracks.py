@@ -9,10 +9,11 @@ from pathlib import Path
 import click
 
 from compassion_audio.cli.options import (CACHE_DIR_OPTION, CLIENT_OPTION, EXERCISES_OPTION, GROUP_OPTION,
-                                          LENGTH_OPTION, SETS_OPTION, TAG_OPTIONS, breathing_overrides,
-                                          export_settings, mix_settings, parse_sets)
+                                          LENGTH_OPTION, SETS_OPTION, TAG_OPTIONS, Command, Finite,
+                                          breathing_overrides, export_settings, mix_settings, parse_sets)
+from compassion_audio.core.limits import MAX_PAUSE_SECONDS
 from compassion_audio.core.settings import FORMATS, RATE_WPM_RANGE
-from compassion_audio.script.library import find_exercise, list_exercises
+from compassion_audio.script.library import exercise_files, find_exercise
 from compassion_audio.script.personalise import breathing_settings, personalise
 from compassion_audio.script.profile import client_file_id, empty_profile, load_profile
 from compassion_audio.script.templates import render_script
@@ -41,7 +42,7 @@ def _script(exercise, sets, client, length, group, exercise_dirs):
     return ex, used, script
 
 
-@click.command("list")
+@click.command("list", cls=Command)
 @click.option("--programmes", is_flag=True, help="List the built-in programmes (courses) instead.")
 @JSON_OPTION
 @EXERCISES_OPTION
@@ -55,8 +56,6 @@ def list_command(programmes: bool, as_json: bool, exercise_dirs: tuple[Path, ...
       compassion-audio list --programmes
       compassion-audio list --json
     """
-    from compassion_audio.cli.exercise_info import estimated_seconds, exercise_json
-
     if programmes:
         from compassion_audio.script.programmes import list_programmes
 
@@ -71,18 +70,21 @@ def list_command(programmes: bool, as_json: bool, exercise_dirs: tuple[Path, ...
             click.echo(f"  as an album: compassion-audio album --programme {prog.name} --week N "
                        "--client FILE.toml (album new FILE.toml --programme ... writes it to edit)")
         return
-    exercises = list_exercises(exercise_dirs)
+    from compassion_audio.cli.listing import summaries
+    from compassion_audio.speech.cache import default_cache_dir
+
+    found = summaries(list(exercise_files(exercise_dirs).values()), default_cache_dir())
     if as_json:
-        _echo_json({"exercises": [exercise_json(ex, estimated_seconds(ex)) for ex in exercises]})
+        _echo_json({"exercises": [entry for entry, _ in found]})
         return
-    for ex in exercises:
-        lengths = [f"{length} ~{seconds / 60:.0f}m" for length, seconds in estimated_seconds(ex).items()]
-        group = "group" if ex.group else "-"
-        origin = "" if ex.builtin else "  (yours)"
-        click.echo(f"{ex.name:30} {ex.title:34} {', '.join(lengths):36} {group}{origin}")
+    for entry, estimates in found:
+        lengths = [f"{length} ~{seconds / 60:.0f}m" for length, seconds in estimates.items()]
+        group = "group" if entry["group"] else "-"
+        origin = "" if entry["builtin"] else "  (yours)"
+        click.echo(f"{entry['name']:30} {entry['title']:34} {', '.join(lengths):36} {group}{origin}")
 
 
-@click.command("show")
+@click.command("show", cls=Command)
 @click.argument("exercise")
 @SETS_OPTION
 @CLIENT_OPTION
@@ -144,7 +146,7 @@ def _programme_json(prog) -> dict:
                       for week in prog.weeks]}
 
 
-@click.command("render")
+@click.command("render", cls=Command)
 @click.argument("exercise")
 @SETS_OPTION
 @CLIENT_OPTION
@@ -164,18 +166,20 @@ def _programme_json(prog) -> dict:
               help="A folder of your own voice profiles (also $COMPASSION_AUDIO_VOICES).")
 @click.option("--fallback-voice", help="For a voice pack: speak phrases nobody recorded with this voice.")
 @click.option("--rate", "rate_wpm", type=click.IntRange(*RATE_WPM_RANGE), help="Speaking rate in words per minute.")
-@click.option("--breathing", "breaths_per_min", type=click.FloatRange(3, 12),
+@click.option("--breathing", "breaths_per_min", type=Finite(3, 12),
               help="Breathing pace in breaths per minute (3-12; default 6 or the profile's).")
 @click.option("--ratio", help="In:out proportion of each breath, e.g. 4:6.")
 @click.option("--pattern", help="Breath in seconds: in,hold,out,hold, e.g. 4,1,6,1.")
 @click.option("--no-tones", is_flag=True, help="Silence instead of breathing-pace tones.")
 @click.option("--tone-style", type=click.Choice(["glide", "chime", "quiet"]), help="How the pace sounds.")
-@click.option("--tones-in-pauses", type=click.FloatRange(min=1), metavar="SECONDS",
-              help="Also pace pauses at least this long.")
+@click.option("--tones-in-pauses", type=Finite(1, int(MAX_PAUSE_SECONDS)), metavar="SECONDS",
+              help="Also pace pauses at least this long (1 s to 3 hours).")
 @click.option("--no-bells", is_flag=True, help="No bell at the start and end.")
+@click.option("--silent-timer", is_flag=True,
+              help="Allow a script with no speech: a timer track of pauses, breathing and bells.")
 @click.option("--bell-file", type=click.Path(exists=True, dir_okay=False), help="Your own bell sound.")
 @click.option("--background", help="Ambient bed: pink, brown, rain, waves, or an audio file.")
-@click.option("--background-level", type=click.FloatRange(-60, 0), metavar="DB",
+@click.option("--background-level", type=Finite(-60, 0), metavar="DB",
               help="Bed level relative to the voice (default -22).")
 @click.option("--loudness", metavar="LUFS", help="Loudness target: -16 (default), -19, -23, or off.")
 @click.option("--channels", type=click.Choice(["1", "2"]), help="Mono (default) or stereo.")
@@ -196,7 +200,7 @@ def _programme_json(prog) -> dict:
 @click.option("-q", "--quiet", is_flag=True, help="Print only the output path.")
 def render_command(exercise, sets, client, length, group, exercise_dirs, output, fmt, bitrate, force,
                    name_in_file, voice, voice_dirs, fallback_voice, rate_wpm, breaths_per_min, ratio,
-                   pattern, no_tones, tone_style, tones_in_pauses, no_bells, bell_file, background,
+                   pattern, no_tones, tone_style, tones_in_pauses, no_bells, silent_timer, bell_file, background,
                    background_level, loudness, channels, sample_rate, captions, timeline, page, cover,
                    title, artist, album, track, year, comment, no_cache, cache_dir, quiet) -> None:
     """Render an exercise (built-in name or a .j2 path) to an audio file.
@@ -235,10 +239,11 @@ def render_command(exercise, sets, client, length, group, exercise_dirs, output,
         export=export_settings(fmt=fmt, bitrate=bitrate, captions=captions, timeline=timeline,
                                cover=cover, tags=tags),
         output=output, name_prefix=_name_prefix(personal_name, client, group), force=force,
-        use_cache=not no_cache, cache_dir=cache_dir,
+        use_cache=not no_cache, cache_dir=cache_dir, allow_silent=silent_timer,
         exercise_dirs=tuple(exercise_dirs), personal=True if client and not group else None)
     from compassion_audio.album.keys import keyed, resolve, up_to_date
 
+    rendering.check_request(request)  # a bad file or path fails before the voice is asked anything
     decided = resolve(request)  # the render key: a file that carries it is this very render
     if not force and not page and up_to_date(decided):
         click.echo(str(decided.path) if quiet else f"up to date: {decided.path}")

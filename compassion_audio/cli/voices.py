@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from compassion_audio.cli.options import EXERCISES_OPTION, VOICES_DIRS
+from compassion_audio.cli.options import EXERCISES_OPTION, VOICES_DIRS, Group
 from compassion_audio.core.settings import RATE_WPM_RANGE
 from compassion_audio.script.templates import LENGTHS
 
@@ -13,7 +13,7 @@ SAMPLE = ("Welcome. You can stop at any time. Let your breathing find its own so
           "and when you are ready, open your eyes.")
 
 
-@click.group("voices", invoke_without_command=True)
+@click.group("voices", cls=Group, invoke_without_command=True)
 @VOICES_DIRS
 @click.option("--all", "show_all", is_flag=True, help="Also list every engine voice (espeak-ng has ~140).")
 @click.option("--licences", is_flag=True, help="Each voice's licence in full, and where the licence files are.")

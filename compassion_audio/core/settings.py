@@ -5,11 +5,25 @@ profiles (script/profile.py); the others are built by the CLI or the library cal
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 FORMATS = ("mp3", "ogg", "opus", "flac", "wav", "m4a")
 """Output formats; ``ogg`` is Ogg/Opus like ``opus``."""
+
+BITRATE_KBPS = (32, 320)
+"""The constant bitrates (kbit/s) every lossy format takes: LAME's MPEG-1 range for MP3, well
+inside Opus's 6-510 and AAC's; FLAC and WAV are lossless and ignore it."""
+
+def is_bitrate(text: object) -> bool:
+    """True for a bitrate written as ``128k`` within BITRATE_KBPS."""
+    match = re.fullmatch(r"([1-9][0-9]{1,3})k", text) if isinstance(text, str) else None
+    return bool(match) and BITRATE_KBPS[0] <= int(match.group(1)) <= BITRATE_KBPS[1]
+
+
+LOUDNESS_LUFS = (-40.0, -5.0)
+"""Loudness targets: from far quieter than broadcast (-23) to louder than any music master."""
 
 RATE_WPM_RANGE = (100, 220)
 """The speaking rates every engine honours; the CLI, voice profiles and the pyttsx3

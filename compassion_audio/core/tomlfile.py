@@ -15,6 +15,8 @@ from compassion_audio.core.errors import ProfileError, SourceError
 
 BOM = "\ufeff"
 """A UTF-8 byte-order mark, as Windows editors write it: not part of the TOML."""
+MAX_DEPTH = 20
+"""How deep tables and lists may nest in the files we read (ours nest 2 deep)."""
 _AT = re.compile(r"\s*\(at (?:line (\d+), column (\d+)|end of document)\)\s*$")
 _PART = r"""(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')"""
 _DOTTED = rf"{_PART}(?:\s*\.\s*{_PART})*"
@@ -30,13 +32,40 @@ def parse_toml(text: str, *, source: str, error: type[SourceError] = ProfileErro
     file it is (front matter starts on line 2 of a template).
     """
     text = text.removeprefix(BOM)
+    what = f"{part} is not valid TOML" if part else "not valid TOML"
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
+    except RecursionError:  # tables or arrays nested hundreds deep
+        raise error(_nested(part), source=source) from None
     except tomllib.TOMLDecodeError as exc:
         message, line, column = _position(exc, text)
-        what = f"{part} is not valid TOML" if part else "not valid TOML"
         raise error(f"{what}: {message}", source=source, line=line + first_line - 1,
                     column=column, hint="check quotes and = signs") from None
+    except ValueError:  # Python's int() refuses a number of more than 4300 digits
+        long_number = re.search(r"[0-9_]{4300,}", text)
+        line = text.count("\n", 0, long_number.start()) + 1 if long_number else None
+        raise error(f"{what}: a number is too long", source=source,
+                    line=None if line is None else line + first_line - 1,
+                    hint="no setting needs more than a few digits") from None
+    if _too_deep(data):
+        raise error(_nested(part), source=source)
+    return data
+
+
+def _nested(part: str) -> str:
+    return f"{part + ': ' if part else ''}tables or lists nested more than {MAX_DEPTH} deep"
+
+
+def _too_deep(data: Any) -> bool:
+    """Tables and lists nested deeper than MAX_DEPTH (walked without recursion)."""
+    level = [data]
+    for _ in range(MAX_DEPTH):
+        level = [child for node in level
+                 for child in (node.values() if isinstance(node, dict) else node)
+                 if isinstance(child, (dict, list))]
+        if not level:
+            return False
+    return True
 
 
 def load_toml(path: str | Path, *, error: type[SourceError] = ProfileError) -> dict[str, Any]:
@@ -51,8 +80,11 @@ def read_toml_text(path: str | Path, *, error: type[SourceError] = ProfileError)
         return Path(path).read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise error("file not found", source=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise error(f"cannot read the file: {exc}", source=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise error(f"not UTF-8 text (byte {exc.start + 1} cannot be read)", source=str(path),
+                    hint="save it as UTF-8") from None
+    except OSError as exc:
+        raise error(f"cannot read the file: {exc.strerror or exc}", source=str(path)) from None
 
 
 def line_of_key(text: str, key: str, table: str | None = None) -> int | None:

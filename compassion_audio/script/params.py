@@ -4,10 +4,12 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, replace
 from typing import Mapping
 
 from compassion_audio.core.errors import ParameterError
+from compassion_audio.core.limits import MAX_VALUE_CHARS
 
 PARAM_TYPES = ("str", "int", "float", "bool", "list")
 PARAM_KEYS = ("type", "default", "help", "min", "max")
@@ -99,7 +101,24 @@ def _out_of_range(param: Param, value: object) -> bool:
     return (param.min is not None and value < param.min) or (param.max is not None and value > param.max)
 
 
+def control_character(text: str) -> str | None:
+    """The first control character in ``text`` other than tab and line breaks, as ``U+0007``
+    (None if there is none). Other invisible characters - zero-width joiners, right-to-left
+    marks, combining accents, emoji - are part of how people write names and are kept."""
+    for ch in text:
+        if unicodedata.category(ch) == "Cc" and ch not in "\t\n\r":
+            return f"U+{ord(ch):04X}"
+    return None
+
+
 def from_string(param: Param, text: str, source: str) -> object:
+    if len(text) > MAX_VALUE_CHARS:
+        raise ParameterError(f"'{param.name}' is {len(text)} characters long; at most {MAX_VALUE_CHARS}",
+                             source=source, hint="a short phrase reads best" if param.type in ("str", "list") else None)
+    control = control_character(text)
+    if control:
+        raise ParameterError(f"'{param.name}' contains the control character {control}", source=source,
+                             hint="remove it; tabs and line breaks are fine")
     value: object = None
     if param.type == "str":
         value = text
@@ -112,7 +131,7 @@ def from_string(param: Param, text: str, source: str) -> object:
     elif param.type == "float" and re.fullmatch(r"\s*[-+]?([0-9]{1,15}(\.[0-9]*)?|\.[0-9]+)\s*", text):
         value = float(text)
     if value is None:
-        raise ParameterError(f"'{param.name}' must be {TYPE_WORDS[param.type]}, got {text!r}", source=source,
+        raise ParameterError(f"'{param.name}' must be {TYPE_WORDS[param.type]}", source=source,
                              hint="use yes or no" if param.type == "bool" else None)
     return in_range(param, value, source)
 

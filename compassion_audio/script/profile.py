@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from compassion_audio.core.errors import ParameterError, ProfileError
+from compassion_audio.core.limits import MAX_VALUE_CHARS
 from compassion_audio.core.ratio import parse_ratio
 from compassion_audio.core.tomlfile import line_of_key, parse_toml, read_toml_text
+from compassion_audio.script.params import control_character
 from compassion_audio.script.templates import LENGTHS
 from compassion_audio.script.wording import has_first_person
 
-MAX_TEXT_CHARS = 200
+MAX_TEXT_CHARS = MAX_VALUE_CHARS
 MAX_LIST_ITEMS = 20
 FIGURE_PRONOUNS = ("they", "he", "she", "it")
 
@@ -119,8 +121,8 @@ def apply_overrides(profile: ClientProfile, overrides: Mapping[str, str]) -> Cli
     flat = _flat_from_profile(profile)
     for key, raw in overrides.items():
         key = key.strip()
-        spec = _spec_for(key, source="override", line=None)
-        flat[key] = _check(spec, _parse_override(spec, raw), source="override", line=None)
+        spec = _spec_for(key, source="-s", line=None)
+        flat[key] = _check(spec, _parse_override(spec, raw), source="-s", line=None)
     return _from_flat(flat, source=profile.source)
 
 
@@ -204,26 +206,29 @@ def _check(spec: Field, value: Any, *, source: str, line: int | None) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         fail(f"{spec.key} must be a number", f"e.g. {spec.key.rsplit('.', 1)[-1]} = {spec.example}")
     if not spec.min <= value <= spec.max:
-        fail(f"{spec.key} is {value}; it must be between {spec.min:g} and {spec.max:g}")
+        shown = value if len(str(value)) <= 15 else f"a {len(str(value))}-digit number"
+        fail(f"{spec.key} is {shown}; it must be between {spec.min:g} and {spec.max:g}")
     return float(value)
 
 
 def _check_text(label: str, value: str, fail) -> str:
     value = value.strip()
-    if any(unicodedata.category(ch) == "Cc" for ch in value):
-        fail(f"{label} contains a control character (a tab or line break)", "keep it on one line")
     if len(value) > MAX_TEXT_CHARS:
         fail(f"{label} is {len(value)} characters long; at most {MAX_TEXT_CHARS}", "a short phrase reads best")
+    control = control_character(value)
+    if control:
+        fail(f"{label} contains the control character {control}", "remove it; tabs and line breaks are fine")
     return value
+
 
 
 def _check_choice(key: str, value: str, fail) -> None:
     if key == "length" and value not in LENGTHS:
-        fail(f"length {value!r} is not one of {', '.join(LENGTHS)}")
+        fail(f"length is not one of {', '.join(LENGTHS)}")
     if key == "figure.pronouns" and value:
         first = value.split("/")[0].strip().lower()
         if first not in FIGURE_PRONOUNS:
-            fail(f"figure.pronouns {value!r} is not supported", "use they/them, he/him, she/her or it/its")
+            fail("figure.pronouns is not one of they/them, he/him, she/her or it/its")
 
 
 def _check_ratio(key: str, value: Any, fail) -> tuple[float, float]:
@@ -238,16 +243,16 @@ def _parse_override(spec: Field, raw: str) -> Any:
     if spec.type == "list":
         if raw.startswith("["):
             try:
-                return parse_toml(f"v = {raw}", source="override")["v"]
+                return parse_toml(f"v = {raw}", source="-s")["v"]
             except ProfileError:
-                raise ProfileError(f"{spec.key}: not a valid list", source="override",
+                raise ProfileError(f"{spec.key}: not a valid list", source="-s",
                                    hint='e.g. ["first", "second"] or first; second') from None
         return [part.strip() for part in raw.split(";") if part.strip()]
     if spec.type == "float":
         try:
             return float(raw)
         except ValueError:
-            raise ProfileError(f"{spec.key} must be a number, not {raw!r}", source="override") from None
+            raise ProfileError(f"{spec.key} must be a number, not {raw!r}", source="-s") from None
     return raw
 
 
