@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import logging
 import math
 import stat
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -17,9 +17,10 @@ from compassion_audio.sound.assemble import estimate_clips, plan_timeline
 from compassion_audio.speech.cache import ClipCache, default_cache_dir
 from compassion_audio.core.settings import BreathingSettings, ExportSettings, MixSettings, VoiceSettings
 from compassion_audio.speech.engines.base import SpeechEngine
-from compassion_audio.core.errors import SpeechError
-from compassion_audio.output.export import check_writable, encode, format_for
-from compassion_audio.core.files import atomic_output, write_text_atomic
+from compassion_audio.core.errors import SpeechError, TemplateError
+from compassion_audio.output.export import encode, format_for
+from compassion_audio.output.targets import check_writable
+from compassion_audio.core.files import atomic_output
 from compassion_audio.core.loudness import LoudnessMeter
 from compassion_audio.sound.mastering import TOLERANCE_DB, Mastering, gain_for, measured, predict
 from compassion_audio.sound.mix import StreamMaster, TrackMixer
@@ -28,6 +29,7 @@ from compassion_audio.core.segments import Bell, Breathe, Script
 from compassion_audio.sound.tones import BreathPattern
 from compassion_audio.core.levels import BELL_PEAK_DB, CLIP_LUFS
 from compassion_audio.speech.clip_source import ClipSource
+from compassion_audio.speech.voice_identity import remember_identity, remembered_identity
 from compassion_audio.core.timeline import Timeline
 from compassion_audio.speech.voices import VoiceProfile, create_engine, resolve_voice, usable
 
@@ -40,6 +42,8 @@ OUTPUT_DIR = Path("output")
 LOSSY = ("mp3", "ogg", "opus", "m4a")
 
 log = logging.getLogger(__name__)
+NOTHING_TO_SAY = "nothing to say: the script has no speech, only markers or nothing at all"
+"""Why a script without speech is refused (unless a silent timer is asked for)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,9 @@ class TrackRequest:
     use_cache: bool = True
     cache_dir: Path | None = None
     exercise_dirs: tuple[Path, ...] = ()
+    allow_silent: bool = False
+    """A track with no speech (a timer of pauses, tones and bells) is wanted: without this, a
+    script with nothing to say is refused before anything is made."""
     personal: bool | None = None
     """Made for one client: the track and every file beside it are written 0600. False:
     they follow the umask, so a clinic can share them. None: personal when an individual
@@ -123,6 +130,9 @@ def prepare_script(request: TrackRequest) -> tuple[library.Exercise, Script]:
     exercise = library.find_exercise(request.exercise, request.exercise_dirs)
     script = templates.render_script(exercise, request.values, length=request.length,
                                      group=request.group)
+    if not script.speech and not request.allow_silent:
+        raise TemplateError(NOTHING_TO_SAY, source=str(exercise.path),
+                            hint="write the words to speak, or pass --silent-timer for a track of pauses and bells")
     return exercise, script
 
 
@@ -148,16 +158,30 @@ def default_tags(script: Script, voice_name: str) -> dict[str, str]:
     }
 
 
-def render_track(request: TrackRequest, *, engine: SpeechEngine | None = None,
-                 progress: Progress | None = None) -> TrackResult:
-    """Render, synthesise, assemble, master and write one track; sidecars after the audio."""
+def check_request(request: TrackRequest) -> Path:
+    """Everything about a request that can be checked without speaking - the script renders
+    and has words (or is a silent timer), the tags are valid, the output and its sidecars
+    can be written, the cover, bell and background files are usable - and the output path.
+    An existing output is not refused here (``render_track`` refuses it without ``force``),
+    so a caller can first ask whether it is already up to date. Nothing is written."""
+    return _checked(request, force=True)[2]
+
+
+def _checked(request: TrackRequest, *, force: bool) -> tuple[library.Exercise, Script, Path, str]:
     exercise, script = prepare_script(request)
     fmt = format_for(request.output, request.export.format)
     path = request.output or default_output(exercise, script, fmt, prefix=request.name_prefix)
-    check_writable(path, request.force)
+    check_writable(path, force, export=request.export, mix=request.mix)
     from compassion_audio.output.tags import check_tags
 
     check_tags(request.export.tags)  # a bad --year or --track fails now, not after the speaking
+    return exercise, script, path, fmt
+
+
+def render_track(request: TrackRequest, *, engine: SpeechEngine | None = None,
+                 progress: Progress | None = None) -> TrackResult:
+    """Render, synthesise, assemble, master and write one track; sidecars after the audio."""
+    exercise, script, path, fmt = _checked(request, force=request.force)
     export = replace(request.export, format=fmt)
     profile = request.voice_profile or resolve_voice(None)
     if engine is None:
@@ -166,11 +190,16 @@ def render_track(request: TrackRequest, *, engine: SpeechEngine | None = None,
     request = replace(request, voice=voice)
     sentences = [s.text for s in script.speech]
     own_engine = engine is None
+    memo_dir = (request.cache_dir or default_cache_dir()) if request.use_cache else None
+    # A voice this machine has used before is known by its remembered identity: its engine
+    # starts only if a phrase is not in the cache (a warm render starts none).
+    known = remembered_identity(profile, request.fallback_profile, memo_dir) \
+        if own_engine and memo_dir is not None else None
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The engine starts (a worker process, or a model loading) while the bell, the
         # background and the breathing settings are checked - all before anything is spoken.
         starting = pool.submit(create_engine, profile, fallback=request.fallback_profile) \
-            if own_engine else None
+            if own_engine and known is None else None
         try:
             sources = _load_sources(script, request.mix)
             for stretch in (s for s in script.segments if isinstance(s, Breathe)):
@@ -184,6 +213,14 @@ def render_track(request: TrackRequest, *, engine: SpeechEngine | None = None,
             raise
         if starting is not None:
             engine = starting.result()
+    if known is not None:
+        engine = _StartOnFirstUse(profile, request.fallback_profile, known, memo_dir)
+    elif own_engine and memo_dir is not None and profile.settings.engine != "pack":
+        try:
+            remember_identity(engine, profile, request.fallback_profile, memo_dir)
+        except BaseException:
+            engine.close()
+            raise
     if own_engine:
         _check_pack(engine, sentences, request.fallback_profile)
     counting = _CountingEngine(engine)
@@ -194,8 +231,8 @@ def render_track(request: TrackRequest, *, engine: SpeechEngine | None = None,
             cache = stack.enter_context(ClipCache(request.cache_dir or default_cache_dir()))
         else:
             cache = stack.enter_context(ClipCache.temporary())
-        source = ClipSource(sentences, counting, cache, sample_rate=request.mix.sample_rate,
-                            lexicon=dict(profile.lexicon) or None)
+        source = ClipSource(script.speech, counting, cache, sample_rate=request.mix.sample_rate,
+                            lexicon=dict(profile.lexicon) or None, source=exercise.path.name)
         tags = {**default_tags(script, profile.name), **export.tags}
         timeline, mastering = _write_audio(script, source, request, sources, path, export, tags,
                                            progress)
@@ -203,6 +240,57 @@ def render_track(request: TrackRequest, *, engine: SpeechEngine | None = None,
     return TrackResult(path=path, timeline=timeline, mastering=mastering,
                        phrases=len(set(sentences)), synthesised=counting.calls,
                        sidecars=tuple(sidecars), breathing=request.breathing)
+
+
+class _StartOnFirstUse:
+    """The render's own engine, started only when a phrase is not in the cache.
+
+    A warm render speaks nothing, so it need not start a worker process or load a model
+    (0.3-0.8 s). Until then its identity - what the cache keys clips on - is the one
+    ``speech.voice_identity`` remembered for this voice and installation. Should the
+    started engine say otherwise (the memo outlived a change its fingerprint missed),
+    the render stops before storing a clip under the wrong key, and the memo is renewed
+    so that running the command again works.
+    """
+
+    def __init__(self, profile: VoiceProfile, fallback: VoiceProfile | None, identity: dict,
+                 memo_dir: Path) -> None:
+        self.name = profile.settings.engine
+        self._profile, self._fallback, self._memo_dir = profile, fallback, memo_dir
+        self._identity = identity
+        self._engine: SpeechEngine | None = None
+        self._lock = threading.Lock()
+
+    def identity(self) -> dict:
+        return self._identity
+
+    def synthesize(self, text: str):
+        return self._started().synthesize(text)
+
+    def voices(self):
+        return self._started().voices()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._engine is not None:
+                self._engine.close()
+
+    def _started(self) -> SpeechEngine:
+        with self._lock:
+            if self._engine is None:
+                log.debug("engine: a phrase is not in the cache; starting %s", self.name)
+                engine = create_engine(self._profile, fallback=self._fallback)
+                try:
+                    actual = remember_identity(engine, self._profile, self._fallback, self._memo_dir)
+                except BaseException:
+                    engine.close()
+                    raise
+                if actual != self._identity:
+                    engine.close()
+                    raise SpeechError("the voice's engine is not the one this machine used before "
+                                      "(an update?); its record is renewed: run the command again")
+                self._engine = engine
+            return self._engine
 
 
 def _check_pack(engine: SpeechEngine, sentences: list[str], fallback) -> None:
@@ -225,6 +313,9 @@ class _Sources:
 
 
 def _load_sources(script: Script, mix: MixSettings) -> _Sources:
+    """The bell and the background, loaded before anything is spoken (check_writable has
+    already refused a bell or background file that is not a regular file within its limit;
+    one that does not decode is refused here, not after minutes of speech)."""
     from compassion_audio.sound import bells
 
     sr = mix.sample_rate
@@ -253,8 +344,20 @@ def _write_audio(script: Script, source: ClipSource, request: TrackRequest, sour
     """Speak, mix, master and encode in one pass: blocks are encoded as soon as the
     phrases they hold are spoken, with the gain the plan predicts; the mastered track
     is metered on the way and, if it missed the target by more than TOLERANCE_DB,
-    written again with the gain corrected by the measurement."""
+    written again with the gain corrected by the measurement.
+
+    Nothing takes a final name until everything is made: the track is encoded, checked
+    (export.verify), tagged and its sidecars' text made under temp names first. Then the
+    track is published - without --force only if its name is still free, so of two renders
+    racing to one output the second fails as if the file had been there - and then each
+    sidecar; if any of them fails, every file published is put back as it was
+    (export.published_together): afterwards the whole older set or the whole new one is there.
+    """
+    from compassion_audio.core.errors import OutputError
+    from compassion_audio.output import export as export_files
+    from compassion_audio.output import targets
     from compassion_audio.output import tags as tagging
+    from compassion_audio.output.captions import write_sidecar
 
     mix, sr = request.mix, request.mix.sample_rate
     known = dict(source.ready)
@@ -275,8 +378,10 @@ def _write_audio(script: Script, source: ClipSource, request: TrackRequest, sour
     lossy = export.format in LOSSY
     master = StreamMaster(mixer, 0.0 if target is None else predicted, lossy=lossy, meter=meter)
 
+    clips = source.ahead()
+
     def blocks():
-        for sentence, clip in source.ahead():
+        for sentence, clip in clips:
             known[sentence] = clip
             mixer.extend(_plan(script, known, request, sources, partial=True))
             yield from master.advance()
@@ -288,29 +393,71 @@ def _write_audio(script: Script, source: ClipSource, request: TrackRequest, sour
         return master.done, frames
 
     stream = _reporting(blocks(), "render", progress, position) if progress else blocks()
-    with atomic_output(path, private=request.private) as tmp:
-        encode(stream, tmp, sample_rate=sr, channels=mixer.channels, settings=export)
-        timeline = mixer.timeline
-        mastering = Mastering(0.0)
-        if meter is not None:
+
+    def cannot_write(exc: OSError) -> OutputError:  # a full disk, no permission, a file-size limit
+        if isinstance(exc, FileExistsError):
+            return OutputError(targets.exists_message(path))
+        return OutputError(f"cannot write the track in {targets.folder_label(path)}: "
+                           f"{exc.strerror or exc} (nothing was written)")
+
+    # The speech threads are stopped here, not left to the garbage collector: on an error or a
+    # stop (Ctrl-C, SIGTERM) they end before the cache folder they write to is removed.
+    with contextlib.closing(clips), \
+            export_files.published_together([path, *targets.sidecar_paths(path, export)]) as done:
+        with contextlib.ExitStack() as stack:
+            try:
+                tmp = stack.enter_context(atomic_output(path, private=request.private,
+                                                        exclusive=not request.force))
+            except OSError as exc:
+                raise cannot_write(exc) from exc
+            timeline, mastering = _encode_mastered(stream, tmp, request, export, mixer, meter,
+                                                   predicted, target, lossy, progress)
+            tagging.write_tags(tmp, export.format, tags, chapters=timeline.chapters, sample_rate=sr,
+                               cover=export.cover, duration_frames=timeline.frames)
+            if export.format == "m4a":  # the chapters remux rewrote it
+                export_files.verify(tmp, export.format, frames=timeline.frames, sample_rate=sr)
+            sidecars = export_files.sidecar_texts(timeline, path, export)
+            mode = stat.S_IMODE(tmp.stat().st_mode)  # sidecars carry the track's words: its mode
+            try:
+                stack.close()  # atomic_output renames the temp file into place
+            except OSError as exc:
+                raise cannot_write(exc) from exc
+        done.add(path)
+        for side, text in sidecars.items():
+            write_sidecar(side, text, mode)
+            done.add(side)
+    return timeline, mastering
+
+
+def _encode_mastered(stream, tmp: Path, request: TrackRequest, export: ExportSettings, mixer, meter,
+                     predicted: float, target, lossy: bool, progress: Progress | None):
+    """Encode ``stream`` into ``tmp`` (checked with export.verify); if the metered loudness
+    missed the target by more than TOLERANCE_DB, encode it again with the gain corrected."""
+    from compassion_audio.output import export as export_files
+
+    sr = request.mix.sample_rate
+    encode(stream, tmp, sample_rate=sr, channels=mixer.channels, settings=export)
+    timeline = mixer.timeline
+    export_files.verify(tmp, export.format, frames=timeline.frames, sample_rate=sr)
+    mastering = Mastering(0.0)
+    if meter is not None:
+        whole, voice = measured(meter, timeline)
+        mastering = Mastering(predicted, whole, voice, predicted_gain_db=predicted)
+        correction = gain_for(whole, voice, target)
+        log.debug("mastering: predicted gain %+.2f dB; measured %.2f LUFS (voice %.2f); correction %+.2f dB",
+                  predicted, whole, voice, correction)
+        if abs(correction) > TOLERANCE_DB:
+            gain = predicted + correction
+            meter = LoudnessMeter(sr, mixer.channels)
+            second = StreamMaster(mixer, gain, lossy=lossy, meter=meter)
+            again = second.advance()
+            if progress:
+                again = _reporting(again, "correct", progress,
+                                   lambda: (second.done, timeline.frames))
+            encode(again, tmp, sample_rate=sr, channels=mixer.channels, settings=export)
+            export_files.verify(tmp, export.format, frames=timeline.frames, sample_rate=sr)
             whole, voice = measured(meter, timeline)
-            mastering = Mastering(predicted, whole, voice, predicted_gain_db=predicted)
-            correction = gain_for(whole, voice, target)
-            log.debug("mastering: predicted gain %+.2f dB; measured %.2f LUFS (voice %.2f); correction %+.2f dB",
-                      predicted, whole, voice, correction)
-            if abs(correction) > TOLERANCE_DB:
-                gain = predicted + correction
-                meter = LoudnessMeter(sr, mixer.channels)
-                second = StreamMaster(mixer, gain, lossy=lossy, meter=meter)
-                again = second.advance()
-                if progress:
-                    again = _reporting(again, "correct", progress,
-                                       lambda: (second.done, timeline.frames))
-                encode(again, tmp, sample_rate=sr, channels=mixer.channels, settings=export)
-                whole, voice = measured(meter, timeline)
-                mastering = Mastering(gain, whole, voice, predicted_gain_db=predicted, passes=2)
-        tagging.write_tags(tmp, export.format, tags, chapters=timeline.chapters, sample_rate=sr,
-                           cover=export.cover, duration_frames=timeline.frames)
+            mastering = Mastering(gain, whole, voice, predicted_gain_db=predicted, passes=2)
     return timeline, mastering
 
 
@@ -322,14 +469,8 @@ def _reporting(blocks, stage: str, progress: Progress, position: Callable[[], tu
 
 
 def _write_sidecars(timeline: Timeline, path: Path, export: ExportSettings) -> list[Path]:
-    written: list[Path] = []
-    if export.captions:
-        from compassion_audio.output.captions import write_captions
+    """The sidecars beside the track (captions, timeline JSON). _write_audio has already
+    written them, published with the track as one set; this lists them."""
+    from compassion_audio.output import export as export_files
 
-        written += write_captions(timeline, path)
-    if export.timeline_json:
-        target = path.with_suffix(".timeline.json")
-        write_text_atomic(target, json.dumps(timeline.to_json(), indent=2, ensure_ascii=False) + "\n",
-                          mode=stat.S_IMODE(path.stat().st_mode))
-        written.append(target)
-    return written
+    return list(export_files.sidecar_texts(timeline, path, export))

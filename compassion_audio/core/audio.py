@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import math
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from compassion_audio.core.errors import AudioError
-from compassion_audio.core.tools import ffmpeg_exe
+from compassion_audio.core.ffmpeg_run import run_ffmpeg
 
 DEFAULT_RATE = 44100
 
@@ -116,15 +114,21 @@ def decode_file(path: str | Path, sample_rate: int = DEFAULT_RATE, channels: int
     """Decode any file ffmpeg reads, by content (not by name), to float32 at ``sample_rate``.
 
     ``max_seconds`` decodes only the start (a long bed file need not be held whole).
+    ``from_end_seconds`` decodes only the end. ffmpeg runs under a watchdog (ffmpeg_run.STALL_SECONDS):
+    a hung decoder is an AudioError, not a hung render.
     """
+    return decode_part(path, sample_rate, channels, max_seconds=max_seconds)
+
+
+def decode_part(path: str | Path, sample_rate: int = DEFAULT_RATE, channels: int = 1, *,
+                max_seconds: float | None = None, from_end_seconds: float | None = None) -> Audio:
+    """decode_file, optionally only the first ``max_seconds`` or the last ``from_end_seconds``."""
+    tail = ["-sseof", f"-{from_end_seconds:.3f}"] if from_end_seconds else []
     limit = ["-t", f"{max_seconds:.3f}"] if max_seconds else []
-    cmd = [ffmpeg_exe(), "-nostdin", "-v", "error", "-i", str(path), *limit, "-f", "f32le",
-           "-acodec", "pcm_f32le", "-ac", str(channels), "-ar", str(sample_rate), "-"]
-    proc = subprocess.run(cmd, capture_output=True)
-    if proc.returncode != 0:
-        last = proc.stderr.decode("utf-8", "replace").strip().splitlines()
-        raise AudioError(f"{path}: cannot decode audio ({last[-1] if last else 'ffmpeg failed'})")
-    data = np.frombuffer(proc.stdout, dtype=np.float32)
+    args = ["-nostdin", "-v", "error", *tail, "-i", str(path), *limit, "-f", "f32le",
+            "-acodec", "pcm_f32le", "-ac", str(channels), "-ar", str(sample_rate), "-"]
+    out = run_ffmpeg(args, f"{path}: cannot decode audio", hide={f"{path}: ": ""})
+    data = np.frombuffer(out, dtype=np.float32)
     if channels > 1:
         data = data.reshape(-1, channels)
     return Audio(data.copy(), sample_rate)

@@ -1,15 +1,14 @@
-"""Find the external programs and libraries we need: system copies first, pip wheels second."""
+"""Find the external programs and libraries we need: system copies first, pip wheels second.
+(ffmpeg is run by ``ffmpeg_run``; the user's own input files are opened by ``input_files``.)"""
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import ctypes.util
 import functools
 import logging
 import os
 import shutil
 import warnings
-
 from pathlib import Path
 
 from compassion_audio.core.errors import EngineUnavailable
@@ -17,28 +16,48 @@ from compassion_audio.core.errors import EngineUnavailable
 log = logging.getLogger(__name__)
 
 
+_INSTALL = "install ffmpeg (e.g. apt install ffmpeg) or pip install imageio-ffmpeg"
+
+
 @functools.lru_cache(maxsize=None)
 def ffmpeg_exe() -> str:
-    """Path of an ffmpeg binary: $COMPASSION_AUDIO_FFMPEG, then PATH, then imageio-ffmpeg's."""
-    chosen = os.environ.get("COMPASSION_AUDIO_FFMPEG") or shutil.which("ffmpeg")
+    """Path of an ffmpeg binary: $COMPASSION_AUDIO_FFMPEG, then PATH, then imageio-ffmpeg's
+    (which itself honours $IMAGEIO_FFMPEG_EXE). A setting that names no runnable program is
+    an EngineUnavailable naming the setting, never a traceback at the first encode."""
+    setting = os.environ.get("COMPASSION_AUDIO_FFMPEG")
+    if setting:
+        _check_runnable(setting, "COMPASSION_AUDIO_FFMPEG",
+                        "set it to the path of an ffmpeg program, or unset it to use the one on PATH")
+        log.debug("ffmpeg: %s (COMPASSION_AUDIO_FFMPEG)", setting)
+        return setting
+    chosen = shutil.which("ffmpeg")
     if chosen:
-        log.debug("ffmpeg: %s (%s)", chosen, "COMPASSION_AUDIO_FFMPEG" if os.environ.get(
-            "COMPASSION_AUDIO_FFMPEG") else "system PATH")
+        log.debug("ffmpeg: %s (system PATH)", chosen)
         return chosen
     try:
         import imageio_ffmpeg
     except ImportError as exc:  # pragma: no cover - it is a dependency
-        raise EngineUnavailable(
-            "ffmpeg not found: install it (e.g. apt install ffmpeg) or pip install imageio-ffmpeg"
-        ) from exc
+        raise EngineUnavailable(f"ffmpeg not found: {_INSTALL}") from exc
     try:
         exe = imageio_ffmpeg.get_ffmpeg_exe()
-        log.debug("ffmpeg: %s (imageio-ffmpeg wheel)", exe)
-        return exe
     except RuntimeError as exc:  # pragma: no cover - platform without a wheel binary
-        raise EngineUnavailable(
-            "ffmpeg not found: install it (e.g. apt install ffmpeg) or pip install imageio-ffmpeg"
-        ) from exc
+        raise EngineUnavailable(f"ffmpeg not found: {_INSTALL}") from exc
+    if os.environ.get("IMAGEIO_FFMPEG_EXE"):  # imageio-ffmpeg returns it unchecked
+        _check_runnable(exe, "IMAGEIO_FFMPEG_EXE",
+                        "set it to the path of an ffmpeg program, or unset it to use the bundled one")
+    log.debug("ffmpeg: %s (imageio-ffmpeg wheel)", exe)
+    return exe
+
+
+def _check_runnable(value: str, setting: str, advice: str) -> None:
+    path = Path(value)
+    if not path.is_file():
+        problem = "names no file"
+    elif not os.access(path, os.X_OK) or not path.stat().st_mode & 0o111:
+        problem = "names a file that is not executable"
+    else:
+        return
+    raise EngineUnavailable(f"ffmpeg not found: ${setting} {problem} ({advice})")
 
 
 @functools.lru_cache(maxsize=None)
@@ -77,19 +96,3 @@ def prepare_espeak() -> str:
     ctypes.CDLL(path)
     log.debug("espeak-ng: %s (espeakng-loader wheel)", path)
     return path
-
-
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, hashed once per (path, mtime, size) in this process."""
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-    if key not in _DIGESTS:
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        _DIGESTS[key] = digest.hexdigest()
-    return _DIGESTS[key]

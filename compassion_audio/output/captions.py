@@ -294,17 +294,15 @@ def to_transcript(timeline: Timeline, *, min_pause_seconds: float = 5.0) -> str:
     return "\n\n".join(blocks) + "\n" if blocks else ""
 
 
-def write_captions(timeline: Timeline, audio_path: Path, *,
-                   formats: Sequence[str] = CAPTION_FORMATS) -> list[Path]:
-    """Write <audio stem>.vtt / .srt / .txt beside the audio, and with the .vtt a
-    <audio stem>.chapters.vtt when the track has chapters; returns the paths written."""
+def caption_texts(timeline: Timeline, audio_path: Path, *,
+                  formats: Sequence[str] = CAPTION_FORMATS) -> dict[Path, str]:
+    """What write_captions writes, by path, without writing it: <audio stem>.vtt / .srt /
+    .txt, and with the .vtt a <audio stem>.chapters.vtt when the track has chapters."""
     unknown = [f for f in formats if f not in CAPTION_FORMATS]
     if unknown:
         raise ParameterError(f"unknown caption format {unknown[0]!r}", source="captions",
                              hint=f"choose from {', '.join(CAPTION_FORMATS)}")
     audio_path = Path(audio_path)
-    # Captions carry the same words as the audio, so they get the same permissions.
-    mode = stat.S_IMODE(audio_path.stat().st_mode) if audio_path.exists() else None
     caption_cues, chapters = cues(timeline), chapter_cues(timeline)
     render = {".vtt": lambda: to_webvtt(caption_cues, timeline.title, chapters=chapters),
               ".srt": lambda: to_srt(caption_cues),
@@ -313,13 +311,28 @@ def write_captions(timeline: Timeline, audio_path: Path, *,
     suffixes = [f".{fmt}" for fmt in dict.fromkeys(formats)]
     if chapters and ".vtt" in suffixes:
         suffixes.append(CHAPTERS_SUFFIX)
+    return {audio_path.with_suffix(suffix): render[suffix]() for suffix in suffixes}
+
+
+def write_captions(timeline: Timeline, audio_path: Path, *,
+                   formats: Sequence[str] = CAPTION_FORMATS) -> list[Path]:
+    """Write <audio stem>.vtt / .srt / .txt beside the audio, and with the .vtt a
+    <audio stem>.chapters.vtt when the track has chapters; returns the paths written.
+    (A render publishes them with its track instead: render._write_audio.)"""
+    audio_path = Path(audio_path)
+    # Captions carry the same words as the audio, so they get the same permissions.
+    mode = stat.S_IMODE(audio_path.stat().st_mode) if audio_path.exists() else None
     written = []
-    for suffix in suffixes:
-        path = audio_path.with_suffix(suffix)
-        try:
-            write_text_atomic(path, render[suffix](), mode=mode)
-        except OSError as exc:
-            raise OutputError(f"cannot write {path.name} in {path.parent}: "
-                              f"{exc.strerror or exc}") from exc
+    for path, text in caption_texts(timeline, audio_path, formats=formats).items():
+        write_sidecar(path, text, mode)
         written.append(path)
     return written
+
+
+def write_sidecar(path: Path, text: str, mode: int | None) -> None:
+    """Write one text file beside a track atomically; a failure is an OutputError naming it."""
+    try:
+        write_text_atomic(path, text, mode=mode)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path.name} in {path.parent}: "
+                          f"{exc.strerror or exc}") from exc

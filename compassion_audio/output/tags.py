@@ -24,6 +24,7 @@ from compassion_audio.core.timeline import Chapter
 from compassion_audio.output import id3_order
 from compassion_audio.output.chapters import Mark, chapter_marks
 from compassion_audio.output.export import remux_m4a
+from compassion_audio.output.targets import check_cover
 
 KNOWN_TAGS = ("title", "artist", "album", "album_artist", "track", "date", "year", "genre",
               "comment", "language", "render_key")
@@ -99,20 +100,26 @@ def _image_size(data: bytes) -> tuple[int, int, int]:
     return 0, 0, 0
 
 
+def cover_mime(head: bytes, path: Path) -> str:
+    """The cover's MIME type from its first bytes; a ParameterError unless JPEG or PNG."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    raise ParameterError("cover image is not a JPEG or PNG file", source=str(path),
+                         hint="players only show JPEG and PNG covers")
+
+
 def _load_cover(path: Path) -> _Cover:
+    """The cover image, checked as targets.check_cover checks it before a render: a regular
+    file, at most MAX_IMAGE_BYTES, JPEG or PNG."""
+    path = check_cover(path)
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise ParameterError(f"cover image cannot be read: {exc.strerror or exc}",
                              source=str(path)) from exc
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        mime = "image/png"
-    elif data.startswith(b"\xff\xd8\xff"):
-        mime = "image/jpeg"
-    else:
-        raise ParameterError("cover image is not a JPEG or PNG file", source=str(path),
-                             hint="players only show JPEG and PNG covers")
-    return _Cover(data, mime, *_image_size(data))
+    return _Cover(data, cover_mime(data, path), *_image_size(data))
 
 
 def _hms(ms: int) -> str:

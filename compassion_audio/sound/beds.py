@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,8 @@ import numpy as np
 
 from compassion_audio.core.audio import db_to_gain, decode_file
 from compassion_audio.core.errors import AudioError, ParameterError
+from compassion_audio.core.limits import MAX_SOUND_FILE_BYTES
+from compassion_audio.core.input_files import input_file
 
 BED_NAMES = ("pink", "brown", "rain", "waves")
 REFERENCE_RMS_DB = -20.0
@@ -52,7 +55,9 @@ class Bed:
 
     @classmethod
     def from_file(cls, path: str | Path, sample_rate: int, channels: int) -> "Bed":
-        """The user's recording, looped with an equal-power crossfade at the seam."""
+        """The user's recording, looped with an equal-power crossfade at the seam. It must be a
+        regular file of at most MAX_SOUND_FILE_BYTES (else a ParameterError naming the limit)."""
+        path = input_file(path, what="background file", limit_bytes=MAX_SOUND_FILE_BYTES)
         data = decode_file(path, sample_rate, 2 if channels > 1 else 1, max_seconds=FILE_MAX_SECONDS).samples
         if data.ndim == 1:
             data = data[:, None]
@@ -68,10 +73,11 @@ class Bed:
 
     @classmethod
     def from_setting(cls, value: str, sample_rate: int, channels: int, seed: int = 0) -> "Bed":
-        """A bed named in settings: one of BED_NAMES, or a path to an audio file."""
+        """A bed named in settings: one of BED_NAMES, or a path to an audio file (anything at
+        that path that is not a regular file - a FIFO, a folder - is refused as such)."""
         if value in BED_NAMES:
             return cls.generated(value, sample_rate, channels, seed)
-        if Path(value).expanduser().is_file():
+        if os.path.lexists(Path(value).expanduser()):
             return cls.from_file(Path(value).expanduser(), sample_rate, channels)
         raise _unknown(value)
 

@@ -7,6 +7,8 @@ import numpy as np
 
 from compassion_audio.core.audio import audible_bounds, decode_file, fade_edges
 from compassion_audio.core.errors import AudioError
+from compassion_audio.core.limits import MAX_SOUND_FILE_BYTES
+from compassion_audio.core.input_files import input_file
 
 # (frequency ratio, amplitude, decay time constant as a share of the bell's length, beat Hz)
 # Ratios follow measured singing bowls (inharmonic, roughly 1 : 2.7 : 5.1 : 8.2 : 11.9);
@@ -52,8 +54,11 @@ def singing_bowl(sample_rate: int, *, fundamental_hz: float = 196.0, seconds: fl
 def load_bell(path: str | Path, sample_rate: int) -> np.ndarray:
     """The user's bell file, mono float32: leading silence trimmed, peak 1.0, faded at both ends.
 
-    Decode failures stay ``AudioError`` (they carry ffmpeg's message).
+    The file must be a regular file of at most MAX_SOUND_FILE_BYTES (a ParameterError
+    naming the limit: a FIFO would block the read for ever). Decode failures stay
+    ``AudioError`` (they carry ffmpeg's message).
     """
+    path = input_file(path, what="bell file", limit_bytes=MAX_SOUND_FILE_BYTES)
     samples = decode_file(path, sample_rate, channels=1).samples
     peak = float(np.max(np.abs(samples))) if samples.size else 0.0
     if peak == 0.0:
