@@ -1,16 +1,22 @@
 """A pyttsx3 worker that misbehaves on request, for the engine's recovery tests (never shipped).
 
 Run as the engine's worker module (monkeypatch ``pyttsx3_engine.WORKER_MODULE``) with
-``COMPASSION_AUDIO_TEST_FAULT`` set to:
-- ``hang:always``: every phrase hangs;
-- ``hang:PATH``: one phrase hangs - in the first worker to delete PATH - then all speak;
+``COMPASSION_AUDIO_TEST_FAULT`` set to ``KIND:WHEN``. WHEN is ``always`` (every phrase), a
+PATH (one phrase: in the first worker to delete PATH; then all speak) or, for ``hang`` only,
+``after-first`` (each worker speaks its first phrase, then hangs on every later one). KIND:
+- ``hang``: the phrase hangs (the engine kills the worker long before it ends);
+- ``segv`` / ``kill``: the worker dies of SIGSEGV / SIGKILL while speaking the phrase;
+- ``silent``: the phrase is written as a WAV file of silence (a whole second of zeros);
+- ``empty``: the phrase is written as a WAV header with no frames (and reported done);
 - ``rates:PATH``: each phrase takes the first line of PATH, while there is one, and is
   spoken at that espeak rate instead of the one asked for, as a lost rate setting did.
 """
 from __future__ import annotations
 
 import os
+import signal
 import time
+import wave
 from pathlib import Path
 
 from compassion_audio.speech.engines import _pyttsx3_worker as real
@@ -30,14 +36,40 @@ def _claim(path: Path) -> str | None:
     return lines[0]
 
 
+def _write_wav(path: str, frames: int) -> None:
+    with wave.open(path, "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(22050)
+        f.writeframes(b"\0\0" * frames)
+
+
 class _FaultySpeaker(real._Speaker):
+    phrases = 0
+
     def synth(self, request: dict) -> dict:
-        kind, _, arg = os.environ.get(FAULT_ENV, "").partition(":")
-        if kind == "hang" and (arg == "always" or _remove(arg)):
+        self.phrases += 1
+        kind, _, when = os.environ.get(FAULT_ENV, "").partition(":")
+        if kind == "rates":
+            wrong_rate = _claim(Path(when))
+            if wrong_rate is not None:
+                request = {**request, "rate": int(wrong_rate)}
+            return super().synth(request)
+        due = when == "always" or (when == "after-first" and self.phrases > 1) or \
+            (when not in ("always", "after-first") and _remove(when))
+        if not due:
+            return super().synth(request)
+        if kind == "hang":
             time.sleep(60)  # the engine kills the worker long before this ends
-        wrong_rate = _claim(Path(arg)) if kind == "rates" else None
-        if wrong_rate is not None:
-            request = {**request, "rate": int(wrong_rate)}
+        elif kind in ("segv", "kill"):
+            os.kill(os.getpid(), signal.SIGSEGV if kind == "segv" else signal.SIGKILL)
+            time.sleep(60)
+        elif kind == "silent":
+            _write_wav(request["path"], 22050)
+            return {"ok": True}
+        elif kind == "empty":
+            _write_wav(request["path"], 0)
+            return {"ok": True}
         return super().synth(request)
 
 

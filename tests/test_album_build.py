@@ -253,7 +253,8 @@ def test_a_failing_track_does_not_stop_the_others(tmp_path):
                                       "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 1
     assert f"{out}: 2 built, 0 unchanged, 1 failed" in result.output
-    assert "  failed: 03 Broken: the speech engine produced no audible speech for '( ).'" in result.output
+    assert ("  failed: 03 Broken: could not speak phrase 2 of 2 (line 5 of broken.txt.j2): the speech engine "
+            "failed (the engine wrote silence), and again in a fresh worker (the engine wrote silence)") in result.output
     assert sorted(p.name for p in out.glob("*.mp3")) == ["01 Arriving.mp3", "02 Closing.mp3"]
     listing = (out / "tracks.md").read_text(encoding="utf-8")
     assert "Not built yet: 03 Broken" in listing and "(2 tracks)" in listing

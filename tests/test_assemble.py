@@ -92,9 +92,10 @@ def test_chapters_span_to_the_next_and_the_end():
     assert [c["title"] for c in data["chapters"]] == ["One", "Two"]
 
 
-def test_missing_clip_names_the_phrase():
-    with pytest.raises(SpeechError, match="Where is it"):
-        plan([Speech("Where is it?")], {})
+def test_missing_clip_names_the_phrase_by_its_line_not_its_text():
+    with pytest.raises(SpeechError) as caught:
+        plan([Speech("Where is it?", line=7)], {})
+    assert "at line 7 of" in str(caught.value) and "Where is it" not in str(caught.value)
 
 
 def test_no_drift_over_long_tracks():

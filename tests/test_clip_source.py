@@ -121,7 +121,7 @@ def test_an_error_on_a_helper_thread_reaches_the_consumer(fault, tmp_path):
     cache = ClipCache(tmp_path / "cache")
     got: list = []
     error = consume(ClipSource(sentences, engine, cache, sample_rate=SR).ahead(), got)
-    assert isinstance(error, SpeechError) and bad in str(error), repr(error)
+    assert isinstance(error, SpeechError) and "phrase 6 of 40" in str(error), repr(error)
     assert [s for s, _ in got] == sentences[:len(got)] and len(got) <= 5
     # The speech thread runs at most 4 phrases ahead of processing, which runs 4 ahead of the consumer.
     assert len(engine.calls) <= 6 + 2 * 4, len(engine.calls)

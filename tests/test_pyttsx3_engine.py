@@ -123,7 +123,9 @@ def test_a_hang_is_cut_off_and_names_the_phrase(fault):
         with pytest.raises(SpeechError) as info:
             eng.synthesize("Let the shoulders soften and drop.")
         assert time.perf_counter() - start < 6.0
-        assert "Let the shoulders soften and drop." in str(info.value)
+        # The engine never quotes the phrase (it may hold a client's name): ClipSource names
+        # its place (tests/test_speech_faults.py).
+        assert "shoulders" not in str(info.value)
         assert "no answer within 1 s" in str(info.value)
 
 
@@ -139,11 +141,12 @@ def test_a_single_hang_is_retried_on_a_fresh_worker(fault):
             os.kill(first, 0)
 
 
-def test_long_phrase_is_shortened_in_the_message(fault):
+def test_a_failing_phrase_is_not_quoted_in_the_message(fault):
     fault("hang", "always")
     with Pyttsx3Engine(VoiceSettings(), timeout_seconds=0.5) as eng:
-        with pytest.raises(SpeechError, match=r"'word word .*\.\.\.'"):
+        with pytest.raises(SpeechError) as info:
             eng.synthesize("word " * 40)
+    assert "word" not in str(info.value)
 
 
 def test_the_shipped_worker_has_no_test_hooks(engine, tmp_path):
@@ -333,7 +336,7 @@ def test_a_text_that_is_fast_by_nature_is_kept_after_one_retake(fault, tmp_path)
 def test_takes_at_two_wrong_paces_are_an_error_naming_the_phrase(fault):
     fault("rates", "400", "300")
     with Pyttsx3Engine(VoiceSettings()) as eng:
-        with pytest.raises(SpeechError, match=r"'Hello there, and welcome\.' at 130 wpm: spoken in"):
+        with pytest.raises(SpeechError, match=r"^the speech engine spoke too fast for 130 wpm: in"):
             eng.synthesize(FIRST)
 
 

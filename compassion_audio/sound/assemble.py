@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from compassion_audio.core.audio import seconds_to_frames
 from compassion_audio.core.settings import BreathingSettings, MixSettings, VoiceSettings
 from compassion_audio.core.errors import SpeechError
-from compassion_audio.core.text import quote_phrase
 from compassion_audio.core.segments import Bell, Breathe, Chapter, Pause, Script, Speech
 from compassion_audio.core.timeline import Chapter as TimelineChapter
 from compassion_audio.core.timeline import Clip, Event, Timeline
@@ -62,7 +61,8 @@ def plan_timeline(script: Script, clips: Mapping[str, Clip], *, voice: VoiceSett
                 return Timeline(sample_rate=sr, frames=cursor, events=tuple(events),
                                 title=script.title, complete=False)
             if clip is None:
-                raise SpeechError(f"no synthesised audio for the phrase {quote_phrase(seg.text)}")
+                where = f" at line {seg.line} of {script.source}" if seg.line else ""
+                raise SpeechError(f"no synthesised audio for a phrase{where}")
             if pending_gap is not None:
                 gap = pending_gap
             else:

@@ -8,14 +8,12 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import minimum_filter1d
-from scipy.signal import firwin, sosfilt
 
 from compassion_audio.core.audio import Audio, audible_bounds, db_to_gain, fade_edges, gain_to_db, resample, seconds_to_frames
 from compassion_audio.core.errors import SpeechError
 from compassion_audio.core.levels import CLIP_LUFS
 from compassion_audio.core.loudness import fractional_taps, gated_lufs, k_weighting_sos, true_peak
-from compassion_audio.core.text import quote_phrase
+from compassion_audio.speech.engines.base import SILENT_PEAK_DB
 
 LEAD_SECONDS = 0.010
 """Kept before the first audible sample so soft onsets (f, h, s) are not clipped."""
@@ -26,8 +24,6 @@ FADE_SECONDS = 0.006
 THRESHOLD_BELOW_PEAK_DB = 40.0
 THRESHOLD_FLOOR_DB = -55.0
 """Audible means within 40 dB of the clip's peak, and never quieter than -55 dBFS."""
-SILENT_PEAK_DB = -50.0
-"""A clip whose peak is below this has no audible speech."""
 PEAK_CEILING_DB = -3.0
 PEAK_TO_LOUDNESS_DB = 12.5
 """Speech peaks are limited to this far above CLIP_LUFS (espeak-ng clips reach 17-20 dB).
@@ -83,7 +79,9 @@ def active_rms_db(samples: np.ndarray, sample_rate: int) -> float:
 
 def process_clip(audio: Audio, sample_rate: int, phrase: str) -> ProcessedClip:
     """Trim engine padding to short margins, fade the cuts, resample, cap the peaks and
-    scale to CLIP_LUFS.
+    scale to CLIP_LUFS. Audio with no audible speech (silence, no frames, or a peak under
+    SILENT_PEAK_DB) is a SpeechError naming ``phrase`` - a name for the phrase such as
+    "phrase 3 of 12 (line 7 of calm.txt.j2)", never its text, which may hold a client's name.
 
     Trimming happens at the engine's rate; the one resampling then gives the
     stored clip, whose loudness is measured as the meter measures it (the match
@@ -95,7 +93,7 @@ def process_clip(audio: Audio, sample_rate: int, phrase: str) -> ProcessedClip:
     samples = np.asarray(source.samples, dtype=np.float32)
     peak = gain_to_db(max(float(samples.max()), -float(samples.min()))) if samples.size else -math.inf
     if not peak >= SILENT_PEAK_DB:
-        raise SpeechError(f"the speech engine produced no audible speech for {quote_phrase(phrase)}")
+        raise SpeechError(f"the speech engine produced no audible speech for {phrase}")
     threshold = max(peak - THRESHOLD_BELOW_PEAK_DB, THRESHOLD_FLOOR_DB)
     first, end = _audible_span(samples, rate, threshold)
     start = max(0, first - seconds_to_frames(LEAD_SECONDS, rate))
@@ -112,7 +110,7 @@ def process_clip(audio: Audio, sample_rate: int, phrase: str) -> ProcessedClip:
     lead = int(round((first - start) * scale))
     tail = clip.shape[0] - int(round((end - start) * scale))
     if not _match_level(clip, sample_rate):
-        raise SpeechError(f"the speech engine produced no audible speech for {quote_phrase(phrase)}")
+        raise SpeechError(f"the speech engine produced no audible speech for {phrase}")
     # The resampled clip holds nothing above the engine's Nyquist frequency (give or
     # take the resampler's transition band): that bounds its peaks between samples.
     band = 0.55 * min(rate, sample_rate) / sample_rate
@@ -142,6 +140,8 @@ def _audible_span(samples: np.ndarray, sample_rate: int, threshold_db: float) ->
 @functools.lru_cache(maxsize=8)
 def _upsampling_taps(factor: int) -> tuple[tuple[tuple[int, np.float32], ...], ...]:
     """scipy's resample_poly filter for ``factor``, split into phases of (offset, tap)."""
+    from scipy.signal import firwin  # here: scipy.signal costs half a second to import
+
     taps = firwin(20 * factor + 1, 1.0 / factor, window=("kaiser", 5.0)).astype(np.float32)
     taps *= np.float32(factor)
     biggest = float(np.abs(taps).max())
@@ -213,6 +213,8 @@ class _LevelGrid:
         self.step = step
         self.peaks = np.zeros(self.blocks, dtype=np.float32)
         self.energy = np.zeros(self.steps * self.per_step)
+        from scipy.signal import sosfilt  # here, as a new clip is measured: it costs half a second to import
+
         sos = k_weighting_sos(sample_rate).astype(np.float32)  # float32 is ample for a level
         state = np.zeros((sos.shape[0], 2), dtype=np.float32)
         chunk = step * max(1, 2 * _CHUNK_FRAMES // step)  # sosfilt has a high cost per call
@@ -248,6 +250,8 @@ class _LevelGrid:
         (loudness.PeakLimiter's envelope). None when nothing reaches the ceiling."""
         if float(self.peaks.max()) <= ceiling:
             return None
+        from scipy.ndimage import minimum_filter1d
+
         w, blocks = self.lookahead, self.blocks
         required = np.ones(blocks + w + 1)
         over = self.peaks > ceiling

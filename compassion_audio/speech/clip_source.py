@@ -11,12 +11,12 @@ from dataclasses import replace
 from typing import Callable, Mapping, Sequence
 
 from compassion_audio.core.audio import Audio
+from compassion_audio.core.segments import Speech
 from compassion_audio.speech.cache import ClipCache, PhraseKey
 from compassion_audio.speech.cache_locks import WAIT_SECONDS
 from compassion_audio.speech.clip_processing import process_clip
 from compassion_audio.speech.engines.base import SpeechEngine
 from compassion_audio.core.errors import SpeechError
-from compassion_audio.core.text import quote_phrase
 from compassion_audio.core.timeline import Clip
 
 
@@ -43,14 +43,24 @@ class ClipSource:
     level-matches the previous phrases (the engine runs in its own process, or
     releases the GIL), so synthesis and processing overlap - and the caller can
     mix and encode the clips already done meanwhile.
+
+    ``sentences`` are texts, or the script's Speech segments (which carry their template
+    line). A phrase that cannot be spoken - the engine failed, or gave no audible speech - is
+    a SpeechError naming it by its place: "phrase 3 of 12 (line 7 of calm.txt.j2)" - never by
+    its text, which may hold a client's name. ``source`` names the template in those messages.
     """
 
-    def __init__(self, sentences: Sequence[str], engine: SpeechEngine, cache: ClipCache, *,
-                 sample_rate: int, lexicon: Mapping[str, str] | None = None) -> None:
+    def __init__(self, sentences: Sequence[str | Speech], engine: SpeechEngine, cache: ClipCache, *,
+                 sample_rate: int, lexicon: Mapping[str, str] | None = None, source: str = "") -> None:
         self.engine = engine
         self.cache = cache
         self.sample_rate = sample_rate
-        self.distinct = list(dict.fromkeys(sentences))
+        texts = [s.text if isinstance(s, Speech) else s for s in sentences]
+        self.distinct = list(dict.fromkeys(texts))
+        self._place: dict[str, str] = {}  # sentence -> where it is first said, for messages
+        for number, item in enumerate(sentences, 1):
+            line = item.line if isinstance(item, Speech) else 0
+            self._place.setdefault(texts[number - 1], phrase_place(number, len(texts), line, source))
         # An engine whose sound differs per phrase (a recorded pack: one file per phrase)
         # keys each phrase on its own identity, so re-recording one re-renders only that one.
         identity_for = getattr(engine, "identity_for", None)
@@ -61,7 +71,7 @@ class ClipSource:
         for sentence in self.distinct:
             spoken = apply_lexicon(sentence, lexicon)
             if not spoken.strip():
-                raise SpeechError(f"nothing to say in {quote_phrase(sentence)}")
+                raise SpeechError(f"nothing to say in {self._place[sentence]}")
             self._sentences_of.setdefault(spoken, []).append(sentence)
             if spoken in found or spoken in self._wanted:
                 continue
@@ -136,7 +146,10 @@ class ClipSource:
                 claims[spoken] = claim
             clip = cache.get(key)
             if clip is None:
-                return self.engine.synthesize(spoken)
+                try:
+                    return self.engine.synthesize(spoken)
+                except SpeechError as exc:
+                    raise SpeechError(f"could not speak {self._place[wanted[spoken][1]]}: {exc}") from exc
             _release(claims.pop(spoken, None))
             return clip
 
@@ -145,10 +158,14 @@ class ClipSource:
             if isinstance(got, Clip):
                 return got
             key, sentence = wanted[spoken]
+            place = self._place[sentence]
             try:
-                processed = process_clip(got, rate, sentence)
-                return cache.put(key, processed.samples, processed.lead_frames,
-                                 processed.tail_frames, processed.true_peak)
+                processed = process_clip(got, rate, place)  # its errors name the place
+                try:
+                    return cache.put(key, processed.samples, processed.lead_frames,
+                                     processed.tail_frames, processed.true_peak)
+                except SpeechError as exc:
+                    raise SpeechError(f"could not keep {place}: {exc}") from exc
             finally:
                 _release(claims.pop(spoken, None))
 
@@ -177,6 +194,13 @@ class ClipSource:
             pool.shutdown(wait=True, cancel_futures=True)
             for claim in list(claims.values()):  # phrases stopped half-way: others may have them
                 _release(claim)
+
+
+def phrase_place(number: int, total: int, line: int = 0, source: str = "") -> str:
+    """How messages name a phrase: "phrase 3 of 12 (line 7 of calm.txt.j2)" - its place, never its
+    text (which may hold a client's name); the line part only when the line is known."""
+    where = "" if not line else f" (line {line} of {source})" if source else f" (template line {line})"
+    return f"phrase {number} of {total}{where}"
 
 
 def _release(claim) -> None:

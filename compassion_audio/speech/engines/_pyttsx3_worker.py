@@ -1,11 +1,18 @@
 """Worker process for the pyttsx3 adapter: one long-lived engine, one JSON-line request at a time."""
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import sys
 import threading
 import time
+
+NO_ROOM = {errno.ENOSPC: "ENOSPC", errno.EFBIG: "EFBIG", getattr(errno, "EDQUOT", errno.ENOSPC): "EDQUOT"}
+"""Write errors that mean the temp folder has no room (a full disk, a quota, a file-size limit)."""
+FULL_BYTES = 64 * 1024
+"""An empty take in a folder with less free space than this is put down to the full disk."""
 
 
 def _claim_stdout():
@@ -38,7 +45,9 @@ class _Speaker:
         self.driver = getattr(self.engine, "driver_name", "unknown")
         self.done = threading.Event()
         self.cancelled = False
+        self.callback_error: BaseException | None = None
         self.engine.connect("finished-utterance", self._finished)
+        sys.unraisablehook = self._unraisable
         self.default_voice = self.engine.getProperty("voice")
         # pyttsx3's command queue starts "busy": until the first run loop, setProperty
         # only queues the change, which runAndWait then hands to espeak just before its
@@ -47,6 +56,16 @@ class _Speaker:
         # later setting reaches espeak at once and _configure can wait until it is applied.
         self.engine.runAndWait()
         self._parameter = self._espeak_parameter_reader()
+
+    def _unraisable(self, unraisable) -> None:
+        """An exception in the driver's ctypes callback (such as its WAV write failing on a full
+        disk) cannot propagate: the phrase would never finish and runAndWait never return.
+        Note it and end the driver's loop, so synth() can answer at once."""
+        self.callback_error = unraisable.exc_value
+        self.done.set()
+        end_loop = getattr(getattr(self.engine.proxy, "_driver", None), "endLoop", None)
+        if end_loop is not None:
+            end_loop()
 
     def _finished(self, name=None, completed=True) -> None:
         # The espeak driver also sends a stale completed=False after a finished
@@ -116,10 +135,14 @@ class _Speaker:
         for _attempt in range(3):
             self.done.clear()
             self.cancelled = False
+            self.callback_error = None
             self.engine.save_to_file(request["text"], path)
             self.engine.runAndWait()
             # runAndWait can return before the file is written: wait for the callback.
-            if not self.done.wait(wait_seconds):
+            finished = self.done.wait(wait_seconds)
+            if self.callback_error is not None:
+                return _write_failure(self.callback_error, path)
+            if not finished:
                 what = "cancelled" if self.cancelled else "never finished"
                 return {"ok": False, "error": "hang", "message": f"the engine {what} the phrase"}
             if not self.cancelled:
@@ -187,7 +210,31 @@ class _Speaker:
             if os.path.exists(path) and os.path.getsize(path) > 64:
                 return {"ok": True}
             time.sleep(0.01)
+        try:
+            full = shutil.disk_usage(os.path.dirname(path)).free < FULL_BYTES
+        except OSError:
+            full = False
+        if full:
+            return {"ok": False, "error": "no-room", "errno": "ENOSPC", "message": os.strerror(errno.ENOSPC)}
         return {"ok": False, "error": "empty", "message": "the engine wrote no audio"}
+
+
+def _write_failure(error: BaseException, path: str) -> dict:
+    """The answer for an exception in the driver's callback: no room to write the WAV file
+    (its OSError is the cause of the driver's RuntimeError), or another failure, by type only
+    (a message could quote the phrase)."""
+    try:
+        os.remove(path)  # whatever part of the file was written
+    except OSError:
+        pass
+    cause = error
+    while cause is not None and not isinstance(cause, OSError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, OSError) and cause.errno in NO_ROOM:
+        return {"ok": False, "error": "no-room", "errno": NO_ROOM[cause.errno], "message": os.strerror(cause.errno)}
+    what = f"{type(cause).__name__} {errno.errorcode.get(cause.errno, cause.errno)}" \
+        if isinstance(cause, OSError) else type(error).__name__
+    return {"ok": False, "error": "callback", "message": f"the engine failed writing the phrase ({what})"}
 
 
 def _handle(speaker: _Speaker, request: dict) -> dict:

@@ -4,7 +4,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from compassion_audio.core.audio import Audio
+import numpy as np
+
+from compassion_audio.core.audio import Audio, gain_to_db
+
+SILENT_PEAK_DB = -50.0
+"""Audio whose peak is below this has no audible speech (an engine's speech peaks near 0 dBFS;
+a silent take or a file of zeros is refused, never processed or cached as speech)."""
+
+
+def has_audible_speech(audio: Audio) -> bool:
+    """False for no frames, or a peak under SILENT_PEAK_DB (or one that is not a number)."""
+    samples = np.asarray(audio.samples)
+    if samples.size == 0:
+        return False
+    peak = gain_to_db(float(np.abs(samples).max()))
+    return peak >= SILENT_PEAK_DB
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,7 @@ import numpy as np
 
 from compassion_audio.core.audio import Audio
 from compassion_audio.core.errors import EngineUnavailable, SpeechError, VoiceError
-from compassion_audio.core.text import quote_phrase
-from compassion_audio.core.tools import file_sha256
+from compassion_audio.core.input_files import file_sha256
 from compassion_audio.speech.engines.base import EngineVoice
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,10 +51,25 @@ def require_hibari():
     try:
         importlib.import_module("onnxruntime")
         return importlib.import_module("hibari")
-    except (ImportError, OSError) as exc:  # OSError: a native library that does not load here
-        missing = getattr(exc, "name", None) or "onnxruntime"
-        raise EngineUnavailable(f"the hibari neural voice cannot load ({missing}: {exc}); "
+    except Exception as exc:  # ImportError; OSError: a native library that does not load here;
+        # anything else a broken install raises while importing (an ABI mismatch, a bad file)
+        missing = getattr(exc, "name", None) or _failing_module(exc)
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EngineUnavailable(f"the hibari neural voice cannot load ({missing}: {first}); "
                                 f"{INSTALL_HINT}") from exc
+
+
+def _failing_module(exc: BaseException) -> str:
+    """The runtime package (onnxruntime or hibari) whose import raised ``exc``."""
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame.f_globals.get("__name__", ""))
+        tb = tb.tb_next
+    for name in reversed(frames):
+        if name.split(".")[0] in ("onnxruntime", "hibari"):
+            return name.split(".")[0]
+    return "onnxruntime"
 
 
 def registry() -> dict:
@@ -133,7 +147,8 @@ def load_model(path: Path, voice_name: str):
         # second spins and takes the CPU from hibari's own signal processing and from the encoder.
         tts = Hibari(voice=voice_name, model=str(path), threads=1)
     except Exception as exc:  # onnxruntime raises its own types (NoSuchFile, InvalidProtobuf, ...)
-        raise VoiceError(f"hibari cannot load {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise VoiceError(f"hibari cannot load {path}: {first}") from exc
     inputs = {i.name for i in tts.sess.get_inputs()}
     outputs = {o.name for o in tts.sess.get_outputs()}
     if inputs != _MODEL_INPUTS or not _MODEL_OUTPUTS <= outputs:
@@ -191,7 +206,7 @@ class HibariEngine:
         tts = self._loaded()
         chunks = tts.phonemize(text.strip())
         if not any(set(ps) - _NOT_SPOKEN for ps in chunks):
-            raise SpeechError(f"the hibari voice has no words to say in {quote_phrase(text)}")
+            raise SpeechError("the hibari voice has no words to say in the phrase (only punctuation or symbols)")
         # Each chunk (hibari splits a phrase at sentence ends, and past 400 phonemes at commas)
         # gets a fresh seed, so a sentence sounds the same wherever it stands; hibari's own
         # call threads one generator through the chunks. Chunks are joined as hibari joins them:
@@ -199,7 +214,7 @@ class HibariEngine:
         parts = [tts.from_phonemes(ps, speed=self._speed, seed=SEED) for ps in chunks]
         samples = np.concatenate(parts).astype(np.float32, copy=False)
         if samples.size == 0:
-            raise SpeechError(f"the hibari voice produced no audio for {quote_phrase(text)}")
+            raise SpeechError("the hibari voice produced no audio")
         if self._volume != 1.0:
             samples = samples * np.float32(self._volume)
         return Audio(samples, SAMPLE_RATE)

@@ -10,7 +10,7 @@ import numpy as np
 from compassion_audio.core.audio import DEFAULT_RATE, Audio, decode_file, fade_edges, gain_to_db
 from compassion_audio.core.errors import OutputError, SpeechError
 from compassion_audio.core.files import atomic_open
-from compassion_audio.core.tools import file_sha256
+from compassion_audio.core.input_files import file_sha256
 from compassion_audio.speech.recording_sheet import MANIFEST, normalise_phrase, read_manifest
 from compassion_audio.speech.engines.base import EngineVoice, SpeechEngine
 

@@ -12,7 +12,7 @@ import numpy as np
 from compassion_audio.core.audio import Audio
 from compassion_audio.core.errors import EngineUnavailable, SpeechError, VoiceError
 from compassion_audio.speech.engines.base import EngineVoice
-from compassion_audio.core.tools import file_sha256
+from compassion_audio.core.input_files import file_sha256
 
 if TYPE_CHECKING:  # pragma: no cover
     from compassion_audio.speech.voices import VoiceProfile
@@ -114,7 +114,7 @@ class PiperEngine:
                                  normalize_audio=False, volume=self._volume)
         chunks = [c.audio_float_array for c in self._loaded().synthesize(text, config)]
         if not chunks:
-            raise SpeechError(f"Piper produced no audio for the phrase {text!r}")
+            raise SpeechError("Piper produced no audio")
         samples = np.concatenate(chunks).astype(np.float32, copy=False)
         return Audio(samples, self.sample_rate)
 

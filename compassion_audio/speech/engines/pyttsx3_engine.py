@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
 import json
 import os
 import queue
-import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -19,16 +20,26 @@ import numpy as np
 
 from compassion_audio.core import tools
 from compassion_audio.core.audio import DEFAULT_RATE, Audio, audible_bounds, decode_file, gain_to_db
+from compassion_audio.core.files import held_folder
 from compassion_audio.core.settings import RATE_WPM_RANGE, VoiceSettings
 from compassion_audio.core.errors import EngineUnavailable, SpeechError, VoiceError
-from compassion_audio.core.text import quote_phrase
-from compassion_audio.speech.engines.base import EngineVoice
+from compassion_audio.speech.engines.base import EngineVoice, has_audible_speech
 
 WORKER_MODULE = "compassion_audio.speech.engines._pyttsx3_worker"
 INSTALL_HINT = ("install it with `pip install pyttsx3 espeakng-loader` "
                 "(or the system package, e.g. `apt install espeak-ng`)")
 START_SECONDS = 30.0
 """How long a fresh worker may take to import pyttsx3 and start the engine."""
+TIMEOUT_SECONDS = 30.0
+"""How long one phrase may take before the worker is taken for hung (espeak-ng speaks a
+phrase in 10-100 ms). Not a user setting: tests pass a shorter ``timeout_seconds``, or set
+this in the process they start."""
+RETRIED_IN_A_ROW_LIMIT = 3
+"""The circuit breaker: after this many phrases in a row that each needed a fresh worker, the
+engine stops with a SpeechError instead of paying a timeout for every phrase."""
+SCRATCH_PREFIX = "compassion-audio-speech-"
+"""The worker's WAV files go to a held folder ``$TMPDIR/compassion-audio-speech-*``: removed on
+close, and, when a render was killed (kill -9), by the next engine that starts."""
 
 # What listeners hear at each espeak-ng `rate` setting, measured with espeak-ng
 # 1.52.0 (espeakng-loader) as words / seconds from first to last audible sample
@@ -71,6 +82,22 @@ class _WorkerFailed(Exception):
     """The worker hung, died or could not do what was asked (internal: becomes SpeechError)."""
 
 
+class _NoRoom(_WorkerFailed):
+    """The worker could not write its WAV file: a full disk or quota (ENOSPC, EDQUOT) or a
+    file-size limit (EFBIG, SIGXFSZ). Not retried: a fresh worker would meet the same wall."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _room_message(code: str, folder: Path) -> str:
+    if code == "EFBIG":
+        return (f"the file-size limit (ulimit -f) stops the speech engine writing to the temporary "
+                f"folder {folder} (raise the limit, e.g. `ulimit -f unlimited`)")
+    return f"no space left in the temporary folder {folder} (free some space or set TMPDIR to another disk)"
+
+
 class _Worker:
     """One worker process and the thread that reads its answers."""
 
@@ -98,7 +125,7 @@ class _Worker:
         try:
             line = self._answers.get(timeout=timeout_seconds)
         except queue.Empty:
-            raise _WorkerFailed(f"no answer within {timeout_seconds:g} s (the engine hung)") from None
+            raise _WorkerFailed(f"no answer within {timeout_seconds:g} s: the engine hung") from None
         if line is None:
             raise _WorkerFailed(self._death())
         return json.loads(line)
@@ -108,8 +135,14 @@ class _Worker:
             code = self.process.wait(timeout=2.0)
         except subprocess.TimeoutExpired:
             return "the worker stopped answering"
+        if code == -getattr(signal, "SIGXFSZ", 0):  # writing past the file-size limit killed it
+            raise _NoRoom("EFBIG")
         if code < 0:
-            return f"the engine crashed (signal {-code})"
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"the engine crashed with {name}"
         return f"the engine exited with code {code}"
 
     def kill(self) -> None:
@@ -120,8 +153,11 @@ class _Worker:
 
 
 def _read_lines(stream, answers: queue.Queue) -> None:
-    for line in stream:
-        answers.put(line)
+    try:
+        for line in stream:
+            answers.put(line)
+    except (OSError, ValueError):  # the pipe closed under the read: a killed worker, being cleaned up
+        pass
     answers.put(None)
 
 
@@ -224,25 +260,55 @@ def _check_ranges(settings: VoiceSettings) -> None:
         raise VoiceError(f"volume {settings.volume} is outside 0-1 (0 would be silent)")
 
 
-def _remove_scratch(folder: Path, stderr_file) -> None:
+def _remove_scratch(scratch, stderr_file) -> None:
     stderr_file.close()
-    shutil.rmtree(folder, ignore_errors=True)
+    scratch.close()
+
+
+def _scratch_folder():
+    """The engine's held temp folder (core/files.py: swept by the next run if this one is killed)."""
+    try:
+        return held_folder(SCRATCH_PREFIX)
+    except OSError as exc:
+        parent = Path(tempfile.gettempdir())
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            raise SpeechError(_room_message("ENOSPC", parent)) from None
+        raise SpeechError(f"cannot make a folder in the temporary folder {parent} "
+                          f"({exc.strerror or exc}; set TMPDIR to a writable folder)") from None
 
 
 class Pyttsx3Engine:
-    """pyttsx3 behind the SpeechEngine protocol; one worker process serves every phrase."""
+    """pyttsx3 behind the SpeechEngine protocol; one worker process serves every phrase.
+
+    Faults, and what each costs at most (T = ``timeout_seconds``, 30 s by default; S = a
+    worker's start, ~0.3 s, at most START_SECONDS):
+    - a phrase that hangs, crashes the worker (SIGKILL, SIGSEGV) or comes back silent or
+      empty is spoken again once in a fresh worker; failing again, it is a SpeechError
+      (at most 2T + 2S for that phrase);
+    - the circuit breaker: RETRIED_IN_A_ROW_LIMIT (3) phrases in a row that each needed a
+      fresh worker stop the engine with a SpeechError, so an engine that hangs after every
+      phrase costs at most 3 (T + S) plus the phrases' own time, not T a phrase for ever;
+    - a WAV file the worker cannot write (a full temp folder, a quota, a file-size limit) is
+      a SpeechError naming the folder at once, with no retry.
+    Messages never quote the phrase (it may hold a client's name): ClipSource names its place.
+    """
 
     name = "pyttsx3"
 
-    def __init__(self, settings: VoiceSettings, *, timeout_seconds: float = 30.0) -> None:
+    def __init__(self, settings: VoiceSettings, *, timeout_seconds: float | None = None) -> None:
         _check_ranges(settings)
         self.settings = settings
-        self.timeout_seconds = timeout_seconds
-        self._folder = Path(tempfile.mkdtemp(prefix="compassion-audio-speech-"))
+        self.timeout_seconds = TIMEOUT_SECONDS if timeout_seconds is None else timeout_seconds
+        self._scratch = _scratch_folder()
+        self._folder = self._scratch.path
         self._stderr = tempfile.TemporaryFile(mode="w+b")
         # Runs on close(), on collection or at exit: an engine left open leaves nothing behind.
-        self._cleanup = weakref.finalize(self, _remove_scratch, self._folder, self._stderr)
+        self._cleanup = weakref.finalize(self, _remove_scratch, self._scratch, self._stderr)
         self._count = 0
+        self._restarts = 0
+        self._retried_in_a_row = 0
+        self._broken: str | None = None
+        self._last_failure = ""
         self._worker: _Worker | None = None
         self._closed = False
         try:
@@ -298,13 +364,30 @@ class Pyttsx3Engine:
                 "wait_seconds": self.timeout_seconds * 0.8}
 
     def synthesize(self, text: str) -> Audio:
-        """Raw engine audio for ``text``; a hang or crash restarts the worker and retries once.
+        """Raw engine audio for ``text``; a hang, crash, or silent or empty take restarts the
+        worker and retries once (see the class docstring for the limits).
 
         A take far shorter than the rate allows (a rate setting lost on its way to espeak)
         is spoken again, never returned - so never cached.
         """
         if self._closed:
-            raise SpeechError(f"could not synthesise {quote_phrase(text)}: the engine is closed")
+            raise SpeechError("the speech engine is closed")
+        if self._broken:
+            raise SpeechError(self._broken)
+        restarts = self._restarts
+        audio = self._paced(text)
+        if self._restarts == restarts:
+            self._retried_in_a_row = 0
+            return audio
+        self._retried_in_a_row += 1
+        if self._retried_in_a_row >= RETRIED_IN_A_ROW_LIMIT:
+            self._broken = (f"the speech engine failed on each of the last {self._retried_in_a_row} "
+                            f"phrases and spoke them only in a fresh worker ({self._last_failure}): "
+                            "stopped, as it is not working reliably here")
+            raise SpeechError(self._broken)
+        return audio
+
+    def _paced(self, text: str) -> Audio:
         audio = self._spoken(text)
         expected = self._expected_seconds(text)
         if _audible_seconds(audio) >= TOO_FAST * expected:
@@ -315,8 +398,8 @@ class Pyttsx3Engine:
         if _audible_seconds(retake) >= TOO_FAST * expected or alike:
             return retake
         first, second = _audible_seconds(audio), _audible_seconds(retake)
-        raise SpeechError(f"could not synthesise {quote_phrase(text)} at {self.settings.rate_wpm} wpm: "
-                          f"spoken in {first:.2f} s, then {second:.2f} s, where about {expected:.2f} s "
+        raise SpeechError(f"the speech engine spoke too fast for {self.settings.rate_wpm} wpm: "
+                          f"in {first:.2f} s, then {second:.2f} s, where about {expected:.2f} s "
                           "were expected; try again, or report the phrase")
 
     def _expected_seconds(self, text: str) -> float:
@@ -333,13 +416,16 @@ class Pyttsx3Engine:
             path = self._folder / f"phrase-{self._count}.wav"
             try:
                 return self._synthesize_once(text, str(path))
+            except _NoRoom as exc:
+                raise SpeechError(_room_message(exc.code, self._folder.parent)) from None
             except _WorkerFailed as exc:
                 failures.append(str(exc))
+                self._last_failure = str(exc)
                 self._restart()
             finally:
                 path.unlink(missing_ok=True)
-        raise SpeechError(f"could not synthesise {quote_phrase(text)}: {failures[0]}; "
-                          f"on retry: {failures[-1]}")
+        raise SpeechError(f"the speech engine failed ({failures[0]}), and again in a fresh worker "
+                          f"({failures[-1]})")
 
     def _synthesize_once(self, text: str, path: str) -> Audio:
         if self._closed:
@@ -349,13 +435,23 @@ class Pyttsx3Engine:
             raise _WorkerFailed("the engine could not be restarted")
         reply = worker.call(self._synth_request(text, path), self.timeout_seconds)
         if not reply.get("ok"):
+            if reply.get("error") == "no-room":
+                raise _NoRoom(reply.get("errno", "ENOSPC"))
             raise _WorkerFailed(reply.get("message", "the engine failed"))
-        audio = decode_engine_file(Path(path))
+        try:
+            audio = decode_engine_file(Path(path))
+        except SpeechError as exc:
+            raise _WorkerFailed(str(exc)) from None
+        except Exception as exc:  # a truncated or garbled file: pydub's or wave's own errors
+            raise _WorkerFailed(f"the engine wrote an unreadable file ({type(exc).__name__})") from None
         if audio.frames == 0:
             raise _WorkerFailed("the engine wrote no audio")
+        if not has_audible_speech(audio):
+            raise _WorkerFailed("the engine wrote silence")
         return audio
 
     def _restart(self) -> None:
+        self._restarts += 1
         worker = self._worker
         if worker is not None:
             worker.kill()
