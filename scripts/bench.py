@@ -261,7 +261,13 @@ def main() -> None:
     parser.add_argument("--skip-default-voice", action="store_true", help="skip the default (hibari) voice's section")
     parser.add_argument("--skip-album", action="store_true", help="skip the album section (bench_album.py)")
     parser.add_argument("--only-album", action="store_true", help="run only the album section")
+    parser.add_argument("--soak", action="store_true",
+                        help="run only the soak: 200 renders in one process, watching for growth (bench_soak.py)")
     args = parser.parse_args()
+    if args.soak:
+        from bench_soak import main as soak
+
+        sys.exit(soak([]))
     if args.voice_synthesis_of:
         print(json.dumps(voice_synthesis(Path(args.voice_synthesis_of[1]).read_text(), args.voice_synthesis_of[0])))
         return

@@ -128,7 +128,7 @@ def _transitions(address: str, key: str) -> list[tuple[str, str]]:
         return control.run_on_scheduler(lambda dask_scheduler: [(s[1], s[2]) for s in dask_scheduler.story(key)])
 
 
-def test_a_worker_killed_mid_track_is_rescheduled_and_the_album_is_whole(project, cluster, tmp_path):
+def test_a_worker_killed_mid_track_is_rescheduled_and_the_album_is_whole(project, cluster, worker_temp, tmp_path):
     manifest, _, reference = project
     killed: list[tuple[int, str]] = []
     killer = threading.Thread(target=_kill_a_busy_worker, args=(cluster, killed))
@@ -147,6 +147,8 @@ def test_a_worker_killed_mid_track_is_rescheduled_and_the_album_is_whole(project
     same_album(tmp_path / "album", reference)
     assert not [p.name for p in (tmp_path / "album").iterdir() if p.name.startswith(SCRATCH_PREFIX)
                 or ".partial" in p.name]
+    # The killed worker's temp folder was removed by the next job on that machine (its lock was free).
+    assert not list(worker_temp.glob(f"{SCRATCH_PREFIX}*"))
 
 
 def test_a_scheduler_that_cannot_be_reached_is_one_line_within_seconds(project, tmp_path):

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -65,10 +66,12 @@ def _session(sid: int) -> list[int]:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
 @pytest.mark.parametrize("jobs, moment", [(1, "after one track"), (2, "mid-encode"), (2, "after three tracks")])
-def test_a_killed_build_finishes_as_a_clean_one(project, tmp_path, jobs, moment):
-    out, cache = tmp_path / "album", tmp_path / "cache"
+def test_a_killed_build_finishes_as_a_clean_one(project, tmp_path, jobs, moment, monkeypatch):
+    out, cache, temp = tmp_path / "album", tmp_path / "cache", tmp_path / "tmp"
+    temp.mkdir()
     proc = subprocess.Popen([sys.executable, "-m", "compassion_audio", "album", str(project), "-o", str(out),
                              "--jobs", str(jobs), "--cache-dir", str(cache), "-q"],
+                            env=dict(os.environ, TMPDIR=str(temp)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline = time.monotonic() + 180
@@ -88,10 +91,12 @@ def test_a_killed_build_finishes_as_a_clean_one(project, tmp_path, jobs, moment)
             os.kill(pid, signal.SIGKILL)
         proc.stderr.close()
     written = _visible_tracks(out)
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))  # the rerun's temp folder is the killed run's
     report = build(project, out, cache, jobs=jobs)
     assert report.count("unchanged") == written and report.count("built") == 4 - written
     hidden = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
     assert hidden == [".album-lock", ".album-state.json"]  # the killed run's temp files are gone
+    assert os.listdir(temp) == []  # and its speech workers' temp folders
     build(project, tmp_path / "clean", cache)
     same_album(out, tmp_path / "clean")
 

@@ -2,16 +2,14 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import shutil
 from pathlib import Path
 
 from compassion_audio.album.jobs import SCRATCH_PREFIX
 from compassion_audio.core.errors import AlbumError
-from compassion_audio.core.files import write_bytes_atomic
+from compassion_audio.core.files import PARTIAL_NAME, write_bytes_atomic
 
 LOCK_NAME = ".album-lock"
-_PARTIAL = re.compile(r"^\..*\.[0-9a-f]{8}\.partial")
 """core/files.atomic_output's temp names: ``.<stem>.<8 hex>.partial<suffix>``."""
 
 
@@ -41,7 +39,7 @@ def clean_leftovers(folder: Path) -> list[str]:
     for path in folder.iterdir():
         if path.is_dir() and path.name.startswith(SCRATCH_PREFIX):
             shutil.rmtree(path, ignore_errors=True)
-        elif path.is_file() and _PARTIAL.match(path.name):
+        elif path.is_file() and PARTIAL_NAME.match(path.name):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
         else:

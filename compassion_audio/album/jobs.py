@@ -12,8 +12,8 @@ import json
 import multiprocessing.util
 import os
 import shutil
+import signal
 import socket
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -22,8 +22,9 @@ from pathlib import Path
 from compassion_audio.album import keys
 from compassion_audio.album.plan import AlbumPlan, PlannedTrack
 from compassion_audio.core.errors import VoiceError
+from compassion_audio.core.files import held_folder
 from compassion_audio.core.settings import BreathingSettings, ExportSettings, MixSettings, VoiceSettings
-from compassion_audio.core.tools import file_sha256
+from compassion_audio.core.input_files import file_sha256
 from compassion_audio.page.data import track_data
 from compassion_audio.render import TrackRequest, render_track
 from compassion_audio.speech.voices import VoiceProfile, create_engine, resolve_voice
@@ -259,27 +260,35 @@ def close_engines() -> None:
 
 @contextlib.contextmanager
 def _scratch(root: str | None):
-    folder = tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=root)
-    _SCRATCH.add(folder)
-    try:
-        yield Path(folder)
-    finally:
-        _SCRATCH.discard(folder)
-        shutil.rmtree(folder, ignore_errors=True)
+    """A temp folder for one job, held while the job runs (core/files.HeldFolder): the folders
+    that killed workers left in ``root`` (the system temp folder of a Dask worker) are removed
+    first - never one another worker on this machine is using."""
+    with held_folder(SCRATCH_PREFIX, Path(root) if root else None) as folder:
+        _SCRATCH.add(str(folder))
+        try:
+            yield folder
+        finally:
+            _SCRATCH.discard(str(folder))
 
 
 def worker_started(client_pid: int) -> None:
     """A local pool worker's initializer: close the engines when it ends, and end it - removing its
-    temp folders - when the client is gone (killed: no one would read its results)."""
+    temp folders - when the client is gone (killed: no one would read its results) or when the
+    pool stops it (SIGTERM: a forked worker would otherwise inherit the CLI's stop handler and
+    unwind with a traceback into the album's output)."""
     _ENGINES.forget()
     multiprocessing.util.Finalize(None, close_engines, exitpriority=10)
+
+    def end(code: int) -> None:
+        for folder in list(_SCRATCH):
+            shutil.rmtree(folder, ignore_errors=True)
+        close_engines()
+        os._exit(code)
 
     def watch() -> None:
         while os.getppid() == client_pid:
             time.sleep(0.25)
-        for folder in list(_SCRATCH):
-            shutil.rmtree(folder, ignore_errors=True)
-        close_engines()
-        os._exit(1)
+        end(1)
 
+    signal.signal(signal.SIGTERM, lambda signum, frame: end(128 + signum))
     threading.Thread(target=watch, name="compassion-audio-album-watchdog", daemon=True).start()

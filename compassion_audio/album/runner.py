@@ -21,7 +21,7 @@ from compassion_audio.album.state import STATE_NAME, AlbumState, TrackState, loa
 from compassion_audio.core.errors import CompassionAudioError
 from compassion_audio.core.files import write_bytes_atomic
 from compassion_audio.core.settings import FORMATS
-from compassion_audio.core.tools import file_sha256
+from compassion_audio.core.input_files import file_sha256
 from compassion_audio.output.tags import read_render_key
 from compassion_audio.page.locate import ALBUM_PAGE
 

@@ -8,8 +8,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -23,7 +21,8 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from compassion_audio.core.errors import CacheUnavailable, OutputError, SpeechError
-from compassion_audio.core.files import atomic_output
+from compassion_audio.core.files import HeldFolder, atomic_output, held_folder, sweep_orphans
+from compassion_audio.core.signals import stop_on_sigterm
 from compassion_audio.core.timeline import Clip
 from compassion_audio.speech import cache_locks
 from compassion_audio.speech.cache_entry import BadEntry, encode_entry, read_entry
@@ -159,7 +158,7 @@ class ClipCache:
         """A private cache in a fresh temp folder, removed on exit - on Ctrl-C and SIGTERM too
         (for --no-cache). It holds samples under hash names only: no text, no names. Folders
         that killed renders left are removed first."""
-        with _exit_on_sigterm():
+        with stop_on_sigterm():
             spool = _Spool.create()
             try:
                 yield spool.cache
@@ -322,7 +321,7 @@ class ClipCache:
                 with contextlib.suppress(OSError):
                     cache_locks.remove_stale_records(self.root / ".inuse")
                     cache_locks.remove_stale_locks(self.root / ".locks")
-                cache_locks.sweep_stale_folders(Path(tempfile.gettempdir()), SPOOL_PREFIX)
+                sweep_orphans(Path(tempfile.gettempdir()), SPOOL_PREFIX)
             if state.record is not None:
                 with contextlib.suppress(OSError), gate(self.root / ".inuse", exclusive=False):
                     state.record.add(hexkey)
@@ -383,21 +382,20 @@ def _remove_if(path: Path, bad: os.stat_result) -> None:
 
 
 class _Spool:
-    """A private cache in its own temp folder (0700, hash names, no text), locked by its
-    owner while it lives and removed on close; a killed owner's is swept by the next render."""
+    """A private cache in its own temp folder (0700, hash names, no text), held by its owner
+    while it lives (core/files.HeldFolder) and removed on close; a killed owner's is swept
+    by the next render."""
 
-    def __init__(self, folder: Path, owner: cache_locks.Owner) -> None:
-        self.folder = folder
-        self._owner = owner
-        self.cache = ClipCache(folder, private=True, max_bytes=None)
+    def __init__(self, folder: HeldFolder) -> None:
+        self.folder = folder.path
+        self._held = folder
+        self.cache = ClipCache(folder.path, private=True, max_bytes=None)
 
     @classmethod
     def create(cls, *, instead_of: Path | None = None, reason: str | None = None) -> "_Spool":
         parent = Path(tempfile.gettempdir())
-        cache_locks.sweep_stale_folders(parent, SPOOL_PREFIX)
         try:
-            folder = Path(tempfile.mkdtemp(prefix=SPOOL_PREFIX, dir=parent))
-            owner = cache_locks.Owner(folder)
+            folder = held_folder(SPOOL_PREFIX, parent)
         except OSError as exc:
             if instead_of is None:
                 raise OutputError(f"cannot make a temp folder in {parent} ({exc.strerror}): "
@@ -405,29 +403,8 @@ class _Spool:
             raise OutputError(f"the phrase cache at {instead_of} cannot be written ({reason}), nor the "
                               f"temp folder {parent} ({exc.strerror}): free some space, or point "
                               "--cache-dir or TMPDIR at a disk with room") from None
-        return cls(folder, owner)
+        return cls(folder)
 
     def close(self) -> None:
         self.cache.close()
-        shutil.rmtree(self.folder, ignore_errors=True)
-        self._owner.close()
-
-
-@contextlib.contextmanager
-def _exit_on_sigterm() -> Iterator[None]:
-    """Turn SIGTERM into SystemExit(143) while the block runs, so the cleanup in ``finally``
-    blocks runs as it does for Ctrl-C - only in the main thread, and only where nobody else
-    has installed a handler."""
-    main = threading.current_thread() is threading.main_thread()
-    if not main or not hasattr(signal, "SIGTERM") or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
-        yield
-        return
-
-    def terminate(signum, frame):
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, terminate)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        self._held.close()

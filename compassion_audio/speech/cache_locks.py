@@ -1,6 +1,6 @@
 """How processes sharing one phrase cache keep out of each other's way: a lock per phrase
-being spoken, a record of the entries each running render uses, and an owner lock that
-tells a live temp folder from one a killed process left behind.
+being spoken, and a record of the entries each running render uses. (Temp folders a killed
+process left behind are told from live ones by core/files.py's held folders.)
 
 All are advisory ``fcntl.flock`` locks, which the kernel drops when a process dies, so a
 killed render never leaves anything locked. Where fcntl is missing (Windows) they do
@@ -12,11 +12,12 @@ import contextlib
 import logging
 import os
 import secrets
-import shutil
 import threading
 import time
 from pathlib import Path
 from typing import Iterator
+
+from compassion_audio.core.files import create_locked
 
 try:
     import fcntl
@@ -65,22 +66,6 @@ def _open_private(path: Path) -> int:
     except FileNotFoundError:
         path.parent.mkdir(exist_ok=True, mode=0o700)
         return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-
-
-def _create_locked(path: Path) -> int:
-    """A new file at ``path``, locked before it takes the name: a scanner never sees it
-    unlocked, so never takes a live process's record or folder for a dead one's."""
-    fresh = path.with_name(f".{secrets.token_hex(8)}.new")
-    fd = _open_private(fresh)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.rename(fresh, path)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(fresh)
-        raise
-    return fd
 
 
 class PhraseLock:
@@ -153,7 +138,8 @@ class UseRecord:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.path = folder / f"{secrets.token_hex(8)}.keys"
-        self._fd: int | None = _create_locked(self.path)
+        folder.mkdir(exist_ok=True, mode=0o700)
+        self._fd: int | None = create_locked(self.path)
 
     def add(self, key: str) -> None:
         """Record ``key`` (call before reading or publishing its entry, with the gate shared)."""
@@ -212,67 +198,3 @@ def remove_stale_locks(folder: Path) -> int:
             lock.release()
             removed += 1
     return removed
-
-
-OWNER_FILE = ".owner"
-OWNERLESS_AGE_SECONDS = 6 * 3600.0
-"""A temp folder without a held owner lock is removed only when this old: folders of older
-versions (which had no owner file), or of processes on platforms without fcntl."""
-
-
-class Owner:
-    """Held for the life of a temp folder: while it is held, no sweep removes the folder."""
-
-    def __init__(self, folder: Path) -> None:
-        self._fd: int | None = None
-        if LOCKING:
-            self._fd = _create_locked(folder / OWNER_FILE)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-def sweep_stale_folders(parent: Path, prefix: str) -> int:
-    """Remove this user's ``prefix*`` folders under ``parent`` whose owner is gone (its lock is
-    free: the process ended, however it ended), or which have no owner file and are over
-    OWNERLESS_AGE_SECONDS old."""
-    removed = 0
-    now = time.time()
-    try:
-        candidates = [p for p in parent.iterdir() if p.name.startswith(prefix)]
-    except OSError:
-        return 0
-    for folder in candidates:
-        try:
-            st = folder.lstat()
-        except OSError:
-            continue
-        if not folder.is_dir() or folder.is_symlink():
-            continue
-        if hasattr(os, "getuid") and st.st_uid != os.getuid():
-            continue
-        if not _owner_gone(folder, age=now - st.st_mtime):
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed += 1
-        log.debug("removed a temp folder left by a stopped process: %s", folder.name)
-    return removed
-
-
-def _owner_gone(folder: Path, *, age: float) -> bool:
-    owner = folder / OWNER_FILE
-    if not LOCKING or not owner.exists():
-        return age > OWNERLESS_AGE_SECONDS
-    try:
-        fd = os.open(owner, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-    finally:
-        os.close(fd)
