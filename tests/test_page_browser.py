@@ -229,7 +229,9 @@ def test_the_breathing_visual_follows_the_tones_schedule(open_page, single):
 def test_reduced_motion_shows_a_text_cue_instead_of_the_circle(open_page, single):
     session = open_page(single.with_suffix(".html"), reduced_motion="reduce")
     start, _, pattern = breathing_stretch(single)
-    state = session.seek(start + pattern.in_seconds / 2)
+    # A quarter second past the middle of the in-breath: not on a whole second, where the count
+    # changes and a seek a hair early would read one more.
+    state = session.seek(start + pattern.in_seconds / 2 + 0.25)
     assert state["breathShown"] and not state["ringShown"]
     assert state["label"] == "Breathe in \u2026 2" and state["labelHeight"] > 30
     state = session.seek(start + pattern.in_seconds + 1.2)
