@@ -241,3 +241,17 @@ def embedded_pictures(path) -> list[bytes]:
     pictures = [p.data for p in getattr(audio, "pictures", [])]
     blocks = tags.get("METADATA_BLOCK_PICTURE", []) if tags is not None else []
     return pictures + [Picture(base64.b64decode(b)).data for b in blocks]
+
+
+def processes_where(field: int, value: int) -> list[int]:
+    """Running pids whose /proc/PID/stat field (after the command name: 1 = parent, 3 = session)
+    is ``value``; zombies, which have stopped, are left out."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[field]) == value and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found

@@ -20,6 +20,7 @@ import pytest
 from compassion_audio.album import BuildOptions, build_albums, load_manifest, local_executor, plan_albums
 
 from .album_support import build, same_album, write_project
+from .conftest import processes_where
 
 pytestmark = pytest.mark.engine
 
@@ -46,22 +47,9 @@ MOMENTS = {
 }
 
 
-def _processes(field: int, value: int) -> list[int]:
-    """Pids whose /proc/PID/stat field (after the command name: 1 = parent, 3 = session) is ``value``."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[field]) == value:
-            found.append(int(stat.parent.name))
-    return found
-
-
 def _session(sid: int) -> list[int]:
     """The processes of a session (the killed build's workers and engines, if any were left)."""
-    return _processes(3, sid)
+    return processes_where(3, sid)
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
@@ -134,4 +122,4 @@ def test_a_worker_killed_mid_track_is_replaced_and_the_track_retried(project, tm
 
 
 def _children(parent: int) -> list[int]:
-    return _processes(1, parent)
+    return processes_where(1, parent)

@@ -25,7 +25,7 @@ from compassion_audio.core.files import atomic_output, held_folder, sweep_orphan
 from compassion_audio.core.signals import Terminated, stop_on_sigterm
 from compassion_audio.speech.cache import SPOOL_PREFIX
 
-from .conftest import decode
+from .conftest import decode, processes_where
 
 LONG = """\
 +++
@@ -343,15 +343,7 @@ def test_a_dask_workers_job_folder_sweeps_what_a_killed_worker_left(tmp_path):
 
 def _session(sid: int) -> list[int]:
     """The running processes of a session (a build's workers and their engines and ffmpeg)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
+    return processes_where(3, sid)
 
 
 @pytest.mark.engine

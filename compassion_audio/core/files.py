@@ -133,7 +133,7 @@ def _hold(fd: int, path: Path) -> bool | None:
     except BlockingIOError:
         os.close(fd)
         return None
-    if not _names(fd, path):
+    if not names_file(fd, path):
         os.close(fd)
         return False
     with _HELD_MUTEX:
@@ -183,7 +183,7 @@ def _remove_if_unheld(path: Path) -> bool:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        if not _names(fd, path):
+        if not names_file(fd, path):
             return False
         os.unlink(path)
         return True
@@ -193,7 +193,7 @@ def _remove_if_unheld(path: Path) -> bool:
         os.close(fd)
 
 
-def _names(fd: int, path: Path) -> bool:
+def names_file(fd: int, path: Path) -> bool:
     """Whether ``path`` still leads to the file open as ``fd``."""
     try:
         st = os.lstat(path)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
-from compassion_audio.core.files import create_locked
+from compassion_audio.core.files import create_locked, names_file
 
 try:
     import fcntl
@@ -47,15 +47,6 @@ def _poll_flock(fd: int, operation: int, deadline: float, stop: threading.Event 
                 return False
             time.sleep(delay)
             delay = min(delay * 2, _LAST_POLL)
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return False
-    mine = os.fstat(fd)
-    return (st.st_dev, st.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def _open_private(path: Path) -> int:
@@ -96,7 +87,7 @@ class PhraseLock:
             if not _poll_flock(fd, fcntl.LOCK_EX, deadline, stop):
                 os.close(fd)
                 return False
-            if _same_file(fd, self.path):
+            if names_file(fd, self.path):
                 self._fd = fd
                 return True
             os.close(fd)  # its holder removed it as it finished: lock the current file
@@ -109,7 +100,7 @@ class PhraseLock:
             return
         fd, self._fd = self._fd, None
         with contextlib.suppress(OSError):
-            if _same_file(fd, self.path):
+            if names_file(fd, self.path):
                 os.unlink(self.path)
         os.close(fd)  # drops the lock
 
