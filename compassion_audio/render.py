@@ -158,13 +158,15 @@ def default_tags(script: Script, voice_name: str) -> dict[str, str]:
     }
 
 
-def check_request(request: TrackRequest) -> Path:
+def check_request(request: TrackRequest) -> tuple[library.Exercise, Script]:
     """Everything about a request that can be checked without speaking - the script renders
     and has words (or is a silent timer), the tags are valid, the output and its sidecars
-    can be written, the cover, bell and background files are usable - and the output path.
-    An existing output is not refused here (``render_track`` refuses it without ``force``),
-    so a caller can first ask whether it is already up to date. Nothing is written."""
-    return _checked(request, force=True)[2]
+    can be written, the cover, bell and background files are usable. An existing output is
+    not refused here (``render_track`` refuses it without ``force``), so a caller can first
+    ask whether it is already up to date. Nothing is written. Returns what
+    ``prepare_script(request)`` returns, for the caller to reuse."""
+    exercise, script, _, _ = _checked(request, force=True)
+    return exercise, script
 
 
 def _checked(request: TrackRequest, *, force: bool) -> tuple[library.Exercise, Script, Path, str]:
@@ -234,12 +236,11 @@ def render_track(request: TrackRequest, *, engine: SpeechEngine | None = None,
         source = ClipSource(script.speech, counting, cache, sample_rate=request.mix.sample_rate,
                             lexicon=dict(profile.lexicon) or None, source=exercise.path.name)
         tags = {**default_tags(script, profile.name), **export.tags}
-        timeline, mastering = _write_audio(script, source, request, sources, path, export, tags,
-                                           progress)
-        sidecars = _write_sidecars(timeline, path, export)
+        timeline, mastering, sidecars = _write_audio(script, source, request, sources, path, export,
+                                                     tags, progress)
     return TrackResult(path=path, timeline=timeline, mastering=mastering,
                        phrases=len(set(sentences)), synthesised=counting.calls,
-                       sidecars=tuple(sidecars), breathing=request.breathing)
+                       sidecars=sidecars, breathing=request.breathing)
 
 
 class _StartOnFirstUse:
@@ -340,7 +341,7 @@ def _plan(script: Script, clips, request: TrackRequest, sources: _Sources, *,
 
 def _write_audio(script: Script, source: ClipSource, request: TrackRequest, sources: _Sources,
                  path: Path, export: ExportSettings, tags: Mapping[str, str],
-                 progress: Progress | None) -> tuple[Timeline, Mastering]:
+                 progress: Progress | None) -> tuple[Timeline, Mastering, tuple[Path, ...]]:
     """Speak, mix, master and encode in one pass: blocks are encoded as soon as the
     phrases they hold are spoken, with the gain the plan predicts; the mastered track
     is metered on the way and, if it missed the target by more than TOLERANCE_DB,
@@ -426,7 +427,7 @@ def _write_audio(script: Script, source: ClipSource, request: TrackRequest, sour
         for side, text in sidecars.items():
             write_sidecar(side, text, mode)
             done.add(side)
-    return timeline, mastering
+    return timeline, mastering, tuple(sidecars)
 
 
 def _encode_mastered(stream, tmp: Path, request: TrackRequest, export: ExportSettings, mixer, meter,
@@ -466,11 +467,3 @@ def _reporting(blocks, stage: str, progress: Progress, position: Callable[[], tu
     for block in blocks:
         progress(stage, *position())
         yield block
-
-
-def _write_sidecars(timeline: Timeline, path: Path, export: ExportSettings) -> list[Path]:
-    """The sidecars beside the track (captions, timeline JSON). _write_audio has already
-    written them, published with the track as one set; this lists them."""
-    from compassion_audio.output import export as export_files
-
-    return list(export_files.sidecar_texts(timeline, path, export))

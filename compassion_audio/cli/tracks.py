@@ -243,8 +243,8 @@ def render_command(exercise, sets, client, length, group, exercise_dirs, output,
         exercise_dirs=tuple(exercise_dirs), personal=True if client and not group else None)
     from compassion_audio.album.keys import keyed, resolve, up_to_date
 
-    rendering.check_request(request)  # a bad file or path fails before the voice is asked anything
-    decided = resolve(request)  # the render key: a file that carries it is this very render
+    prepared = rendering.check_request(request)  # a bad file or path fails before the voice is asked
+    decided = resolve(request, prepared)  # the render key: a file that carries it is this very render
     if not force and not page and up_to_date(decided):
         click.echo(str(decided.path) if quiet else f"up to date: {decided.path}")
         return

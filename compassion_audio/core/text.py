@@ -54,12 +54,6 @@ def split_sentences(text: str) -> list[str]:
     return [clean_text(text[a:b]) for a, b in sentence_spans(text)]
 
 
-def quote_phrase(text: str, limit: int = 60) -> str:
-    """A phrase for an error message: whitespace folded, long ones shortened, quoted."""
-    short = " ".join(text.split())
-    return repr(short if len(short) <= limit else short[:limit - 3] + "...")
-
-
 def word_count(text: str) -> int:
     """Spoken words: runs of letters or digits (contractions count once)."""
     return len(_WORD.findall(text))

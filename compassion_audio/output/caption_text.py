@@ -95,12 +95,7 @@ def _wrap_many(words: list[str], lengths: list[int]) -> list[str]:
             candidate = (lines + 1, cost, i)
             if best[j] is None or candidate[:2] < best[j][:2]:
                 best[j] = candidate
-    out, j = [], n
-    while j:
-        i = best[j][2]
-        out.append(" ".join(words[i:j]))
-        j = i
-    return out[::-1]
+    return _chosen_runs(words, [None if b is None else b[2] for b in best])
 
 
 def wrap_lines(text: str) -> list[str]:
@@ -164,9 +159,15 @@ def split_cue_text(text: str, *, min_share: float = 0.0) -> list[str]:
                 cost += _SHORT_PIECE
             if best[j] is None or cost < best[j][0]:
                 best[j] = (cost, i)
-    pieces, j = [], n
+    return _chosen_runs(words, [None if b is None else b[1] for b in best])
+
+
+def _chosen_runs(words: list[str], starts: list[int | None]) -> list[str]:
+    """The runs of words a best-split table chose, read back from its end: ``starts[j]`` is
+    where the best run ending before word ``j`` begins."""
+    runs, j = [], len(words)
     while j:
-        i = best[j][1]
-        pieces.append(" ".join(words[i:j]))
+        i = starts[j]
+        runs.append(" ".join(words[i:j]))
         j = i
-    return pieces[::-1]
+    return runs[::-1]

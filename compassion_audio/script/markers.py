@@ -37,9 +37,6 @@ MAX_BREATHS_PER_MIN = 30.0
 MAX_BREATHS = 2000
 OPAQUE = "\x00"
 """Stands for template code in ``validate``: markers containing it are skipped."""
-RENDERED = "(rendered text)"
-"""Ends the source name of a template's rendered text. Template code wrote its markers, so they
-may hold a client's values: its errors name the marker's place, never what is in it."""
 
 DURATION_HINT = "write e.g. 30s, 1m 30s, 2.5s or 500ms"
 MARKER_HINT = ("markers are [pause 30s], [breathe 2m], [bell] and [chapter Title]; "
@@ -140,11 +137,12 @@ def _checked(marker: str, helper: str, *, quote: bool = True) -> str:
     return marker
 
 
-def parse(text: str, *, source: str, line_offset: int = 0, quote: bool | None = None) -> tuple[Segment, ...]:
+def parse(text: str, *, source: str, line_offset: int = 0, quote: bool = True) -> tuple[Segment, ...]:
     """Read narration text with markers into segments, in order.
 
-    ``quote``: errors may quote the marker (default: unless ``source`` ends with RENDERED)."""
-    quote = not source.endswith(RENDERED) if quote is None else quote
+    ``quote``: errors may quote the marker. Text that template code wrote (a template's
+    rendered text) passes False: its markers may hold a client's values, so its errors name
+    the marker's place, never what is in it."""
     lines = _LineIndex(text, line_offset, quote)
     segments: list[Segment] = []
     run: list[tuple[int, str]] = []

@@ -116,7 +116,7 @@ def read_template(path: Path) -> str:
 def parse_rendered(exercise: Exercise, text: str, *, length: str, group: bool) -> Script:
     """The typed script of a text ``render_text`` made; a bad marker is a MarkerError at its
     line in the rendered text (template code wrote it, so the template line is unknown)."""
-    segments = markers.parse(text, source=f"{exercise.path} (rendered text)")
+    segments = markers.parse(text, source=f"{exercise.path} (rendered text)", quote=False)
     meta = {"summary": exercise.summary, "lengths": exercise.lengths, "group": group,
             "length": length, "variant": VARIANTS[group]}
     return Script(title=exercise.title, segments=_template_lines(segments, exercise.body),
